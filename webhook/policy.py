@@ -1,0 +1,245 @@
+"""The injection policy (core layer): what GPU pods should carry; loaded from YAML, validated.
+
+A policy file names the GPU resources that make a container a GPU container, the networks
+every GPU pod should be attached to (each with the SR-IOV resource that backs it, unless the
+NetworkAttachmentDefinition says so itself), and the namespaces references may point into.
+A bad file is refused with one sentence naming the field, the value and what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from webhook.networks import is_dns1123_label, is_interface_name
+
+DEFAULT_RESOURCE_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+DEFAULT_NAMESPACE_NETWORKS_ANNOTATION = "gpu-rdma-injector/networks"
+
+# An extended resource name: a DNS subdomain prefix, '/', and a name of at most 63 characters.
+_RESOURCE_NAME = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61}[A-Za-z0-9]|[A-Za-z0-9])$"
+)
+_ANNOTATION_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61}[A-Za-z0-9]|[A-Za-z0-9])$"
+)
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; the message is one sentence for the admin."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Network(_Frozen):
+    """One network attachment every GPU pod should have."""
+
+    name: str = Field(description='NAD name, or "namespace/name"')
+    resource_name: str | None = Field(default=None, alias="resourceName")
+    interface: str | None = None
+    per_gpu: bool = Field(default=False, alias="perGpu")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        parts = value.split("/")
+        if len(parts) > 2 or not all(is_dns1123_label(part) for part in parts):
+            raise ValueError(
+                f"{value!r} is not a NAD reference; write name or namespace/name "
+                "(lower-case DNS-1123 labels)"
+            )
+        return value
+
+    @field_validator("resource_name")
+    @classmethod
+    def _check_resource(cls, value: str | None) -> str | None:
+        if value is not None and not _RESOURCE_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not an extended resource name; write it as domain/name, "
+                "e.g. openshift.io/mellanoxnics"
+            )
+        return value
+
+    @field_validator("interface")
+    @classmethod
+    def _check_interface(cls, value: str | None) -> str | None:
+        if value is not None and not is_interface_name(value):
+            raise ValueError(f"{value!r} is not a Linux interface name (1-15 characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _per_gpu_without_interface(self) -> Network:
+        if self.per_gpu and self.interface:
+            raise ValueError(
+                f"network {self.name!r} sets both perGpu and interface; a perGpu network is "
+                "attached once per GPU and each attachment needs its own interface, so drop "
+                "interface (Multus then names them net1, net2, ...)"
+            )
+        return self
+
+    @property
+    def namespace(self) -> str | None:
+        """The namespace the reference names, or None for the pod's own namespace."""
+        return self.name.split("/", 1)[0] if "/" in self.name else None
+
+    @property
+    def nad_name(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    def resolved(self, pod_namespace: str) -> tuple[str, str]:
+        return (self.namespace or pod_namespace, self.nad_name)
+
+
+class Policy(_Frozen):
+    """What the webhook does; see docs in README.md ("Policy reference")."""
+
+    gpu_resources: tuple[str, ...] = Field(default=("nvidia.com/gpu",), alias="gpuResources")
+    networks: tuple[Network, ...] = ()
+    allowed_nad_namespaces: tuple[str, ...] = Field(default=(), alias="allowedNadNamespaces")
+    unknown_networks: Literal["deny", "warn"] = Field(default="deny", alias="unknownNetworks")
+    resource_name_annotations: tuple[str, ...] = Field(
+        default=(DEFAULT_RESOURCE_ANNOTATION,), alias="resourceNameAnnotations"
+    )
+    namespace_networks_annotation: str = Field(
+        default=DEFAULT_NAMESPACE_NETWORKS_ANNOTATION, alias="namespaceNetworksAnnotation"
+    )
+
+    @field_validator("gpu_resources")
+    @classmethod
+    def _check_gpu_resources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must list at least one GPU resource, e.g. nvidia.com/gpu")
+        for name in value:
+            if not _RESOURCE_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not an extended resource name such as nvidia.com/gpu"
+                )
+        return value
+
+    @field_validator("allowed_nad_namespaces")
+    @classmethod
+    def _check_namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for namespace in value:
+            if not is_dns1123_label(namespace):
+                raise ValueError(f"{namespace!r} is not a namespace name")
+        return value
+
+    @field_validator("resource_name_annotations")
+    @classmethod
+    def _check_annotation_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(
+                f"must list at least one annotation key, e.g. {DEFAULT_RESOURCE_ANNOTATION}"
+            )
+        for key in value:
+            if not _ANNOTATION_KEY.match(key):
+                raise ValueError(f"{key!r} is not an annotation key")
+        return value
+
+    @field_validator("namespace_networks_annotation")
+    @classmethod
+    def _check_annotation_key(cls, value: str) -> str:
+        if not _ANNOTATION_KEY.match(value):
+            raise ValueError(f"{value!r} is not an annotation key")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Policy:
+        seen: set[str] = set()
+        for network in self.networks:
+            if network.name in seen:
+                raise ValueError(
+                    f"network {network.name!r} is listed twice; list each network once"
+                )
+            seen.add(network.name)
+            if network.resource_name in self.gpu_resources:
+                raise ValueError(
+                    f"network {network.name!r} uses the GPU resource {network.resource_name!r} "
+                    "as its resourceName; name the SR-IOV resource instead"
+                )
+        return self
+
+    def network_namespaces(self) -> frozenset[str]:
+        """Namespaces the policy's own networks point into: always reachable for its injections."""
+        return frozenset(net.namespace for net in self.networks if net.namespace)
+
+
+def default_policy() -> Policy:
+    """The embedded default: one network `sriov-rdma-net` backed by `openshift.io/mellanoxnics`."""
+    text = resources.files("webhook").joinpath("default-policy.yaml").read_text(encoding="utf-8")
+    return parse_policy(text, "<embedded default policy>")
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; PolicyError on any problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError(
+            f"policy file {str(path)!r} cannot be read ({error.strerror or error}); "
+            "check the --config path"
+        ) from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy file {str(path)!r} is not UTF-8 text") from None
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, origin: str) -> Policy:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PolicyError(
+            f"policy file {origin!r} is not valid YAML{yaml_problem(error)}"
+        ) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise PolicyError(
+            f"policy file {origin!r} must be a YAML mapping with keys such as gpuResources "
+            "and networks"
+        )
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as error:
+        raise PolicyError(f"policy file {origin!r}: {_first_problem(error)}") from None
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one clause: " at line N: what"."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{where}: {getattr(error, 'problem', None) or 'unreadable YAML'}"
+
+
+def _first_problem(error: ValidationError) -> str:
+    problems = error.errors(include_url=False)
+    # A misspelt key also makes the real one "missing": name the misspelling first.
+    problem = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
+    location = _location(problem["loc"])
+    message = str(problem["msg"]).removeprefix("Value error, ").replace("valid tuple", "list")
+    if problem["type"] == "extra_forbidden":
+        return f"{location} is not a policy field; check its spelling against the policy reference"
+    if problem["type"] == "missing":
+        return f"{location} is required"
+    value: Any = problem.get("input")
+    shown = "" if problem["type"].startswith("value_error") else f" (got {value!r})"
+    return f"{location}: {message}{shown}" if location else f"{message}{shown}"
+
+
+def _location(parts: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
