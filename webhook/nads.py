@@ -1,0 +1,257 @@
+"""Facts about NetworkAttachmentDefinitions (NADs) and namespaces, and the lookups that serve them.
+
+Pure layer: no Kubernetes client, no HTTP, no metrics. The mutation core asks a `NadLookup`
+which SR-IOV device resource a NAD needs and a `NamespaceLookup` for namespace annotations;
+both answer from memory, never from the network. This module holds the lookup protocols,
+the extraction of facts from a NAD object, and the static lookups used without a cluster
+(an empty one, or one loaded from a NAD file). The cluster-backed caches live in
+`webhook.kube_watch`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import yaml
+
+RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+NAD_API_VERSION = "k8s.cni.cncf.io/v1"
+NAD_KIND = "NetworkAttachmentDefinition"
+_LIST_KINDS = frozenset({"List", "NetworkAttachmentDefinitionList"})
+
+
+@dataclass(frozen=True, slots=True)
+class NadFacts:
+    """What the webhook needs to know about one NAD."""
+
+    namespace: str
+    name: str
+    resource_name: str | None
+    """The device resource the NAD's pods must request; None when it needs none (macvlan, ipoib)."""
+
+
+class NadLookup(Protocol):
+    """Read-only, in-memory NAD facts."""
+
+    @property
+    def authoritative(self) -> bool:
+        """True when backed by a cluster, so a NAD it does not know can be judged missing."""
+        ...
+
+    def get(self, namespace: str, name: str) -> NadFacts | None: ...
+
+    def names_in(self, namespace: str) -> tuple[str, ...]:
+        """Sorted names of the NADs known in `namespace` (for "did you mean" messages)."""
+        ...
+
+
+class NamespaceLookup(Protocol):
+    """Read-only, in-memory namespace annotations."""
+
+    @property
+    def authoritative(self) -> bool:
+        """True when backed by a cluster, so a namespace it does not know can be judged missing."""
+        ...
+
+    def annotations(self, namespace: str) -> Mapping[str, str] | None:
+        """The namespace's annotations, or None when the namespace is unknown."""
+        ...
+
+
+def nad_facts_from_object(
+    obj: Mapping[str, Any],
+    resource_annotations: Sequence[str] = (RESOURCE_NAME_ANNOTATION,),
+) -> NadFacts:
+    """Extract `NadFacts` from a NAD object as the API server returns it.
+
+    The device resource is the value of the first annotation among `resource_annotations`
+    that is present and not blank. Raises ValueError naming the problem when the object has
+    no metadata.name or metadata.namespace, or carries malformed annotations.
+    """
+    if isinstance(resource_annotations, str):
+        raise TypeError("resource_annotations must be a sequence of annotation keys, not a string")
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise ValueError(
+            "The NetworkAttachmentDefinition has no metadata; "
+            "it needs metadata.name and metadata.namespace."
+        )
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            "The NetworkAttachmentDefinition has no metadata.name; every NAD needs a name."
+        )
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(
+            f"The NetworkAttachmentDefinition {name!r} has no metadata.namespace; "
+            "NADs are namespaced, so set the namespace it lives in."
+        )
+    annotations = metadata.get("annotations")
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, Mapping):
+        raise ValueError(
+            f"The metadata.annotations of NetworkAttachmentDefinition {namespace}/{name} "
+            "must be a mapping of strings to strings."
+        )
+    return NadFacts(
+        namespace=namespace,
+        name=name,
+        resource_name=_first_resource_name(annotations, resource_annotations, namespace, name),
+    )
+
+
+def _first_resource_name(
+    annotations: Mapping[str, Any], keys: Sequence[str], namespace: str, name: str
+) -> str | None:
+    for key in keys:
+        value = annotations.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(
+                f"The annotation {key!r} of NetworkAttachmentDefinition {namespace}/{name} "
+                f"must be a string, not {type(value).__name__} {value!r}; quote it in YAML."
+            )
+        if value.strip():
+            return value.strip()
+    return None
+
+
+class StaticNads:
+    """A `NadLookup` over a fixed set of NAD facts.
+
+    Built from a NAD file it is authoritative (the file describes every NAD there is);
+    the empty instance used when there is no cluster is not (`StaticNads((), authoritative=False)`).
+    """
+
+    __slots__ = ("_by_key", "_names", "authoritative")
+
+    authoritative: bool
+
+    def __init__(self, facts: Iterable[NadFacts], *, authoritative: bool) -> None:
+        self.authoritative = authoritative
+        by_key: dict[tuple[str, str], NadFacts] = {}
+        names: dict[str, list[str]] = {}
+        for fact in facts:
+            key = (fact.namespace, fact.name)
+            if key in by_key:
+                raise ValueError(
+                    f"NetworkAttachmentDefinition {fact.namespace}/{fact.name} is given twice."
+                )
+            by_key[key] = fact
+            bisect.insort(names.setdefault(fact.namespace, []), fact.name)
+        self._by_key = by_key
+        self._names = {namespace: tuple(sorted_names) for namespace, sorted_names in names.items()}
+
+    def get(self, namespace: str, name: str) -> NadFacts | None:
+        return self._by_key.get((namespace, name))
+
+    def names_in(self, namespace: str) -> tuple[str, ...]:
+        return self._names.get(namespace, ())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[NadFacts]:
+        return iter(self._by_key.values())
+
+    def __repr__(self) -> str:
+        return f"StaticNads({len(self)} NADs, authoritative={self.authoritative})"
+
+
+class NoNamespaces:
+    """A `NamespaceLookup` for running without a cluster: it knows no namespace."""
+
+    __slots__ = ()
+
+    authoritative = False
+
+    def annotations(self, namespace: str) -> Mapping[str, str] | None:
+        return None
+
+
+def load_nad_file(
+    text: str,
+    resource_annotations: Sequence[str] = (RESOURCE_NAME_ANNOTATION,),
+    *,
+    source: str = "the NAD file",
+) -> StaticNads:
+    """Load NAD facts from YAML: one or more NAD documents, or a List of NADs.
+
+    `source` names the file in error messages. Documents and list items are counted from 1
+    in messages, as an editor shows them. Empty documents are skipped. The result is
+    authoritative: the file is taken to describe every NAD there is.
+    """
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source} is not valid YAML: {exc}") from None
+    facts: list[NadFacts] = []
+    seen: dict[tuple[str, str], str] = {}
+    for doc_number, document in enumerate(documents, start=1):
+        for where, obj in _nad_objects(document, f"{source}, document {doc_number}"):
+            try:
+                fact = nad_facts_from_object(obj, resource_annotations)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            key = (fact.namespace, fact.name)
+            if key in seen:
+                raise ValueError(
+                    f"{where}: NetworkAttachmentDefinition {fact.namespace}/{fact.name} "
+                    f"is already defined in {seen[key]}; each NAD may appear once."
+                )
+            seen[key] = where
+            facts.append(fact)
+    return StaticNads(facts, authoritative=True)
+
+
+def _nad_objects(document: object, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yield (position, NAD object) for one YAML document, unwrapping a List."""
+    if document is None:
+        return
+    if not isinstance(document, Mapping):
+        raise ValueError(
+            f"{where}: expected a NetworkAttachmentDefinition object (a mapping), "
+            f"got {type(document).__name__}."
+        )
+    kind = document.get("kind")
+    if kind in _LIST_KINDS:
+        items = document.get("items")
+        if items is None:
+            return
+        if not isinstance(items, list):
+            raise ValueError(f"{where}: the {kind} has 'items' that is not a list.")
+        for item_number, item in enumerate(items, start=1):
+            item_where = f"{where}, item {item_number}"
+            if not isinstance(item, Mapping):
+                raise ValueError(
+                    f"{item_where}: expected a NetworkAttachmentDefinition object (a mapping), "
+                    f"got {type(item).__name__}."
+                )
+            # Items of a List written by kubectl carry kind; items of a typed list may not.
+            if item.get("kind", NAD_KIND) != NAD_KIND:
+                raise ValueError(_wrong_kind(item_where, item.get("kind")))
+            _check_api_version(item, item_where)
+            yield item_where, item
+        return
+    if kind != NAD_KIND:
+        raise ValueError(_wrong_kind(where, kind))
+    _check_api_version(document, where)
+    yield where, document
+
+
+def _wrong_kind(where: str, kind: object) -> str:
+    if kind is None:
+        return f"{where}: the object has no 'kind'; expected kind: {NAD_KIND}."
+    return f"{where}: expected kind {NAD_KIND} (or a List of them), got {kind!r}."
+
+
+def _check_api_version(obj: Mapping[str, Any], where: str) -> None:
+    api_version = obj.get("apiVersion")
+    if api_version is not None and api_version != NAD_API_VERSION:
+        raise ValueError(f"{where}: expected apiVersion {NAD_API_VERSION}, got {api_version!r}.")
