@@ -1,0 +1,310 @@
+"""Certificates (edge layer): a CA and serving certificates made with `cryptography`, and the
+server's TLS context, which reloads renewed files in place so no restart is needed.
+
+Keys are ECDSA P-256 (what the Kubernetes API server and cert-manager handle everywhere, and
+fast to make); key files are written 0600. The serving certificate carries the DNS and IP
+subject alternative names it is asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+SERVING_DAYS = 365
+RENEW_BEFORE = dt.timedelta(days=30)
+DEV_NAMES = ("localhost", "127.0.0.1", "::1")
+# TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are all modern.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class CertError(ValueError):
+    """A certificate problem, in one sentence that names the file and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class CertPaths:
+    ca_cert: Path
+    cert: Path
+    key: Path
+    ca_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def generate_ca(common_name: str = "gpu-rdma-injector CA", days: int = CA_DAYS) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
+def _san(names: Sequence[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def generate_serving(
+    ca: Issued, names: Sequence[str], days: int = SERVING_DAYS, *, client_auth: bool = False
+) -> Issued:
+    """A serving certificate signed by `ca`; IP SANs where a name is an IP address.
+
+    With `client_auth` it is also usable as a client certificate (for mutual TLS).
+    """
+    if not names:
+        raise CertError("a serving certificate needs at least one --dns-name")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc))
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH]
+                + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
+def _write(path: Path, data: bytes, private: bool) -> None:
+    """Write atomically (readers never see half a file); keys are 0600 from the start."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    descriptor = os.open(temporary, flags, 0o600 if private else 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.chmod(temporary, 0o600 if private else 0o644)
+    os.replace(temporary, path)
+
+
+def write_bundle(out_dir: Path, ca: Issued, serving: Issued) -> CertPaths:
+    """ca.crt, ca.key, tls.crt, tls.key (the names Kubernetes TLS Secrets use) in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = CertPaths(
+        out_dir / "ca.crt", out_dir / "tls.crt", out_dir / "tls.key", out_dir / "ca.key"
+    )
+    assert paths.ca_key is not None
+    _write(paths.ca_cert, ca.cert_pem(), private=False)
+    _write(paths.ca_key, ca.key_pem(), private=True)
+    _write(paths.cert, serving.cert_pem(), private=False)
+    _write(paths.key, serving.key_pem(), private=True)
+    return paths
+
+
+def generate_bundle(out_dir: Path, names: Sequence[str], days: int = SERVING_DAYS) -> CertPaths:
+    ca = generate_ca()
+    return write_bundle(out_dir, ca, generate_serving(ca, names, days))
+
+
+def needs_renewal(cert: x509.Certificate, names: Sequence[str] = ()) -> bool:
+    """True when the certificate expires within RENEW_BEFORE or lacks one of `names`."""
+    if cert.not_valid_after_utc - _now() < RENEW_BEFORE:
+        return True
+    if not names:
+        return False
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    present = {str(value) for value in san.get_values_for_type(x509.DNSName)}
+    present |= {str(value) for value in san.get_values_for_type(x509.IPAddress)}
+    return not {str(_normalise(name)) for name in names} <= present
+
+
+def _normalise(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
+
+
+def ensure_dev_certs(out_dir: Path) -> tuple[CertPaths, bool]:
+    """Development certificates for localhost, reused while valid; (paths, whether made now)."""
+    paths = CertPaths(
+        out_dir / "ca.crt", out_dir / "tls.crt", out_dir / "tls.key", out_dir / "ca.key"
+    )
+    try:
+        cert = x509.load_pem_x509_certificate(paths.cert.read_bytes())
+        ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+        if not needs_renewal(cert, DEV_NAMES) and paths.key.exists():
+            return paths, False
+    except (OSError, ValueError, TypeError):
+        pass
+    return generate_bundle(out_dir, DEV_NAMES), True
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as error:
+        raise CertError(
+            f"certificate file {str(path)!r} cannot be read ({error.strerror})"
+        ) from None
+    except ValueError:
+        raise CertError(f"certificate file {str(path)!r} is not a PEM certificate") from None
+
+
+class ReloadingTLS:
+    """The server's SSLContext; `reload_if_changed()` swaps in renewed cert/key files in place.
+
+    New connections use the new certificate at once; open ones keep theirs. A broken pair of
+    files (e.g. half-way through a rotation) is reported and the last good one stays.
+    """
+
+    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None = None) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_ciphers(TLS12_CIPHERS)
+        self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+        if client_ca_file is not None:
+            try:
+                self.context.load_verify_locations(cafile=str(client_ca_file))
+            except (OSError, ssl.SSLError) as error:
+                raise CertError(
+                    f"client CA file {str(client_ca_file)!r} cannot be used ({error}); "
+                    "give a PEM CA bundle"
+                ) from None
+            self.context.verify_mode = ssl.CERT_REQUIRED
+        self._fingerprint = b""
+        self._rejected = b""
+        self.reloads = 0
+        self.load()
+
+    def _read_fingerprint(self) -> bytes:
+        digest = hashlib.sha256()
+        for path in (self.cert_file, self.key_file):
+            digest.update(path.read_bytes())
+        return digest.digest()
+
+    def load(self) -> None:
+        """Load the files now; CertError if they are missing, unreadable or do not match."""
+        try:
+            fingerprint = self._read_fingerprint()
+            # Try the pair on a scratch context first: a failed load can leave a live
+            # context holding the new certificate with the old key.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                str(self.cert_file), str(self.key_file)
+            )
+            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        except ssl.SSLError as error:
+            raise CertError(
+                f"TLS certificate {str(self.cert_file)!r} and key {str(self.key_file)!r} cannot be "
+                f"used together ({error.reason or error}); give a matching PEM pair"
+            ) from None
+        except OSError as error:
+            raise CertError(
+                f"TLS file cannot be read ({error.strerror}: {error.filename}); check "
+                "--tls-cert-file and --tls-key-file"
+            ) from None
+        self._fingerprint = fingerprint
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the files' content changed; True if a new certificate is now served."""
+        try:
+            fingerprint = self._read_fingerprint()
+        except OSError:
+            return False
+        if fingerprint in (self._fingerprint, self._rejected):
+            return False
+        try:
+            self.load()
+        except CertError:
+            self._rejected = fingerprint  # report a broken pair once, not on every poll
+            raise
+        self.reloads += 1
+        return True
+
+    def not_after(self) -> dt.datetime:
+        return load_certificate(self.cert_file).not_valid_after_utc

@@ -1,0 +1,93 @@
+"""Prometheus metrics (edge layer) on an explicit registry, one per app, no global state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from webhook import __version__
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double the scrape size
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.admissions = Counter(
+            "gpu_rdma_injector_admissions",
+            "Admission reviews answered, by outcome (mutated, unchanged, skipped, denied, error).",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.admission_seconds = Histogram(
+            "gpu_rdma_injector_admission_duration_seconds",
+            "Time spent deciding one admission review, from body received to response built.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5),
+            registry=self.registry,
+        )
+        self.rejected_requests = Counter(
+            "gpu_rdma_injector_rejected_requests",
+            "Requests to /mutate answered with a 4xx because they were not a usable review.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.policy_reloads = Counter(
+            "gpu_rdma_injector_policy_reloads",
+            "Policy file reload attempts, by result (applied, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.policy_valid = Gauge(
+            "gpu_rdma_injector_policy_last_reload_valid",
+            "1 when the last policy file read was valid, 0 when it was rejected.",
+            registry=self.registry,
+        )
+        self.policy_valid.set(1)
+        self.certificate_reloads = Counter(
+            "gpu_rdma_injector_certificate_reloads",
+            "Serving certificate reloads, by result (applied, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.certificate_expiry = Gauge(
+            "gpu_rdma_injector_certificate_expiry_timestamp_seconds",
+            "Unix time at which the serving certificate expires.",
+            registry=self.registry,
+        )
+        build = Gauge(
+            "gpu_rdma_injector_build_info",
+            "Version of the running webhook.",
+            ["version"],
+            registry=self.registry,
+        )
+        build.labels(__version__).set(1)
+
+    def add_gauges(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        """Register gauges read at scrape time: (name, help, value) triples."""
+        self.registry.register(_ScrapeTimeGauges(read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ScrapeTimeGauges(Collector):
+    def __init__(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, documentation, value in self._read():
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+    def describe(self) -> Iterable[Metric]:
+        return []

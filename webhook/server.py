@@ -1,0 +1,221 @@
+"""The HTTP edge: `create_app(...)` builds the FastAPI app; the only module that knows HTTP.
+
+POST /mutate answers AdmissionReviews; GET /healthz (the process serves), /readyz (certificates
+loaded, policy valid, caches synced) and /metrics (Prometheus text). A body that is not a review
+gets a 4xx with one line saying why; a bug while deciding becomes a logged error and a review
+that admits the pod unchanged, never a 500 to the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from webhook import __version__, logs
+from webhook.admission import (
+    AdmissionRequest,
+    ReviewError,
+    build_response,
+    decide_request,
+    error_body,
+    internal_error,
+    parse_review,
+)
+from webhook.certs import CertError, ReloadingTLS
+from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.mutation import NO_NADS, Decision
+from webhook.nads import NadLookup
+from webhook.reload import PolicyStore
+
+DEFAULT_MAX_BODY_BYTES = (
+    3 * 1024 * 1024
+)  # the API server caps objects at 1.5 MiB; reviews carry one
+JSON_TYPES = ("application/json",)
+
+
+def _no_namespace_annotations(namespace: str) -> Mapping[str, str] | None:
+    return None
+
+
+@dataclass
+class AppContext:
+    """Everything the app needs, built by the CLI (or a test) and passed in."""
+
+    policy: PolicyStore
+    metrics: Metrics = field(default_factory=Metrics)
+    nads: NadLookup = NO_NADS
+    namespace_annotations: Callable[[str], Mapping[str, str] | None] = _no_namespace_annotations
+    tls: ReloadingTLS | None = None
+    # Extra readiness conditions (e.g. caches synced): each returns None when ready, else why not.
+    readiness_checks: list[Callable[[], str | None]] = field(default_factory=list)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    reload_interval: float = 2.0
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(context: AppContext) -> FastAPI:
+    log = logs.get()
+    metrics = context.metrics
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_reload_loop(context))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="gpu-rdma-injector",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return _reject(415, f"content type must be application/json, not {content_type!r}")
+        try:
+            body = await _read_body(request, context.max_body_bytes)
+        except _BodyTooLarge:
+            return _reject(413, f"request body is larger than {context.max_body_bytes} bytes")
+        try:
+            review = parse_review(body)
+        except ReviewError as error:
+            return _reject(error.status, str(error))
+        decision = _decide(review)
+        payload = build_response(review.uid, decision)
+        elapsed = time.perf_counter() - started
+        metrics.admissions.labels(decision.outcome, decision.reason).inc()
+        metrics.admission_seconds.observe(elapsed)
+        log.info(
+            "admission",
+            extra={
+                "fields": {
+                    "uid": review.uid,
+                    "namespace": review.namespace,
+                    "pod": review.name,
+                    "operation": review.operation,
+                    "dry_run": review.dry_run,
+                    "outcome": decision.outcome,
+                    "reason": decision.reason,
+                    "patch_ops": len(decision.patch),
+                    "duration_ms": round(elapsed * 1000, 3),
+                }
+            },
+        )
+        return Response(payload, media_type="application/json")
+
+    def _decide(review: AdmissionRequest) -> Decision:
+        try:
+            return decide_request(
+                review, context.policy.current, context.nads, context.namespace_annotations
+            )
+        except Exception:
+            log.exception(
+                "decision failed; admitting the pod unchanged",
+                extra={"fields": {"uid": review.uid, "namespace": review.namespace}},
+            )
+            return internal_error()
+
+    def _reject(status: int, message: str) -> Response:
+        metrics.rejected_requests.labels(str(status)).inc()
+        log.warning("rejected request", extra={"fields": {"status": status, "error": message}})
+        return Response(
+            error_body(message, status), status_code=status, media_type="application/json"
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b"ok\n", media_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems = _not_ready(context)
+        if problems:
+            return Response(("\n".join(problems) + "\n").encode(), 503, media_type="text/plain")
+        return Response(b"ready\n", media_type="text/plain")
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def _not_ready(context: AppContext) -> list[str]:
+    problems = []
+    if context.tls is None:
+        problems.append("TLS certificate not loaded")
+    problems.extend(problem for check in context.readiness_checks if (problem := check()))
+    return problems
+
+
+async def _reload_loop(context: AppContext) -> None:
+    """Poll the policy and certificate files; apply changes, keep the last good on errors."""
+    log = logs.get()
+    while True:
+        await asyncio.sleep(context.reload_interval)
+        result = await asyncio.to_thread(context.policy.check)
+        if result != "unchanged":
+            context.metrics.policy_reloads.labels(result).inc()
+            context.metrics.policy_valid.set(1 if result == "applied" else 0)
+            if result == "applied":
+                log.info("policy reloaded", extra={"fields": {"path": str(context.policy.path)}})
+            else:
+                log.error(
+                    "policy reload rejected; keeping the last good policy",
+                    extra={"fields": {"error": context.policy.last_error}},
+                )
+        if context.tls is not None:
+            try:
+                if await asyncio.to_thread(context.tls.reload_if_changed):
+                    context.metrics.certificate_reloads.labels("applied").inc()
+                    context.metrics.certificate_expiry.set(context.tls.not_after().timestamp())
+                    log.info("serving certificate reloaded")
+            except CertError as error:
+                context.metrics.certificate_reloads.labels("rejected").inc()
+                log.error(
+                    "certificate reload rejected; serving the previous certificate",
+                    extra={"fields": {"error": str(error)}},
+                )
+
+
+def describe(context: AppContext) -> dict[str, Any]:
+    """A summary of the running configuration for the start-up log line."""
+    policy = context.policy.current
+    return {
+        "policy": str(context.policy.path) if context.policy.path else "embedded default",
+        "networks": [network.name for network in policy.networks],
+        "gpu_resources": list(policy.gpu_resources),
+        "nad_source": "cluster" if context.nads.authoritative else "policy only",
+    }
