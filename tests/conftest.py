@@ -1,0 +1,70 @@
+"""Shared test helpers: fixture paths, applying patches, validating pods against the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonpatch
+import kubernetes_validate
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The oldest Kubernetes version the project supports and the newest kubernetes-validate knows.
+SCHEMA_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def apply_patch(obj: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply like the API server: the real JSON Patch library; a bad path raises."""
+    return jsonpatch.apply_patch(copy.deepcopy(obj), patch)
+
+
+def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
+    if "patch" not in response:
+        return []
+    assert response["patchType"] == "JSONPatch"
+    return json.loads(base64.b64decode(response["patch"]))
+
+
+def validate_pod(pod: dict[str, Any]) -> None:
+    """The pod must be valid under the official OpenAPI schema, strictly (no unknown fields)."""
+    document = {"apiVersion": "v1", "kind": "Pod", **pod}
+    for version in SCHEMA_VERSIONS:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+class AppClient:
+    """Calls an ASGI app in-process through httpx's ASGI transport (no sockets, no lifespan)."""
+
+    def __init__(self, app: Any) -> None:
+        self._transport = httpx.ASGITransport(app=app)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(
+                transport=self._transport, base_url="https://webhook.test"
+            ) as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(call())
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)

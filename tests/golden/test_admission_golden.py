@@ -1,0 +1,92 @@
+"""Golden AdmissionReview cases, run through the real app.
+
+Each folder under tests/fixtures/admission/ holds `request.json` (an AdmissionReview as the API
+server sends it), optionally `policy.yaml` and `nads.yaml`, and the expected answer:
+`response.json` (the exact bytes) and `patch.json` (the decoded patch, for reading). The test
+also applies the patch to the request's pod with `jsonpatch`, validates the result against the
+Kubernetes Pod schema, and re-reviews the mutated pod, which must need nothing more.
+Regenerate the expected files with `UPDATE_GOLDEN=1 make unit` and review the diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json, validate_pod
+
+from webhook.mutation import MAX_WARNING_LENGTH
+from webhook.nads import StaticNads, load_nad_file
+from webhook.policy import default_policy, load_policy
+from webhook.reload import PolicyStore
+from webhook.server import AppContext, create_app
+
+CASES = sorted(path for path in (FIXTURES / "admission").iterdir() if path.is_dir())
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def _client(case: Path) -> AppClient:
+    policy_file = case / "policy.yaml"
+    policy = load_policy(policy_file) if policy_file.exists() else default_policy()
+    nads_file = case / "nads.yaml"
+    nads = (
+        load_nad_file(nads_file.read_text(), policy.resource_name_annotations)
+        if nads_file.exists()
+        else StaticNads((), authoritative=False)
+    )
+    context = AppContext(policy=PolicyStore(policy), nads=nads)
+    return AppClient(create_app(context))
+
+
+def _review(client: AppClient, body: bytes) -> tuple[bytes, dict[str, Any]]:
+    response = client.post("/mutate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    return response.content, response.json()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_golden_case(case: Path) -> None:
+    body = (case / "request.json").read_bytes()
+    request = json.loads(body)["request"]
+    client = _client(case)
+    raw, review = _review(client, body)
+    patch = decoded_patch(review["response"])
+    if UPDATE:
+        (case / "response.json").write_bytes(raw)
+        (case / "patch.json").write_text(json.dumps(patch, indent=2) + "\n")
+
+    assert raw == (case / "response.json").read_bytes(), "response differs from response.json"
+    assert patch == load_json(case / "patch.json")
+    answer = review["response"]
+    assert review["apiVersion"] == "admission.k8s.io/v1"
+    assert review["kind"] == "AdmissionReview"
+    assert answer["uid"] == request["uid"]
+    assert all(
+        len(warning) < 120 and len(warning) <= MAX_WARNING_LENGTH
+        for warning in answer.get("warnings", [])
+    )
+    if not answer["allowed"]:
+        assert "patch" not in answer
+        assert answer["status"]["message"]
+        return
+    if request["operation"] != "CREATE":
+        assert not patch
+        return
+
+    mutated = apply_patch(request["object"], patch)
+    validate_pod(mutated)
+
+    again = copy.deepcopy(json.loads(body))
+    again["request"]["object"] = mutated
+    _, second = _review(client, json.dumps(again).encode())
+    assert "patch" not in second["response"], "mutating a mutated pod must add nothing"
+
+
+def test_every_case_has_expected_files() -> None:
+    for case in CASES:
+        assert (case / "about.txt").read_text().strip(), case.name
+        assert (case / "response.json").exists(), case.name

@@ -1,0 +1,93 @@
+"""Run the real `gpu-rdma-injector serve` process for tests over real TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`python -m webhook serve ...` on 127.0.0.1 with a free port; stopped with SIGTERM."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        ca_file: Path | None,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.ca_file = ca_file
+        self.log_path = cwd / f"server-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "webhook",
+                "serve",
+                "--no-kube",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        verify = kwargs.pop("verify", None) or ssl.create_default_context(cafile=str(self.ca_file))
+        return httpx.Client(base_url=self.url, verify=verify, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}: {self.log()}")
+            try:
+                with self.client() as client:
+                    if client.get("/readyz").status_code == 200:
+                        return
+            except (httpx.HTTPError, OSError):  # not listening yet, or dev CA not written yet
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready after {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
