@@ -25,7 +25,7 @@ run: $(STAMP)
 ## test: every check and every test (lint, format, types, import contracts, pytest)
 test: check
 
-check: $(STAMP) lint typecheck unit
+check: $(STAMP) tools lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,155 @@
+{{/*
+Chart name, truncated to 63 characters (the limit of a label value).
+*/}}
+{{- define "gpu-rdma-injector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects, truncated to 63 characters: the Service is named after it and
+a Service name is a DNS label. A release name that already contains the chart name is used as is.
+*/}}
+{{- define "gpu-rdma-injector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version for the helm.sh/chart label.
+*/}}
+{{- define "gpu-rdma-injector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: stable across upgrades (a Deployment's selector is immutable).
+*/}}
+{{- define "gpu-rdma-injector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gpu-rdma-injector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Standard labels of every object, plus .Values.commonLabels.
+*/}}
+{{- define "gpu-rdma-injector.labels" -}}
+helm.sh/chart: {{ include "gpu-rdma-injector.chart" . }}
+{{ include "gpu-rdma-injector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: webhook
+app.kubernetes.io/part-of: gpu-rdma-injector
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+metadata.annotations from .Values.commonAnnotations merged with the object's own (passed as
+"extra"; the object's own win). Renders nothing when both are empty. Usage:
+  {{- with include "gpu-rdma-injector.annotations" (dict "context" . "extra" $own) }}{{ . | nindent 2 }}{{ end }}
+*/}}
+{{- define "gpu-rdma-injector.annotations" -}}
+{{- $all := merge (dict) (.extra | default dict) (.context.Values.commonAnnotations | default dict) }}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "gpu-rdma-injector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gpu-rdma-injector.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false: name an existing ServiceAccount in the release namespace." .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "gpu-rdma-injector.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Object names derived from the full name.
+*/}}
+{{- define "gpu-rdma-injector.policyConfigMapName" -}}
+{{- printf "%s-policy" (include "gpu-rdma-injector.fullname" .) }}
+{{- end }}
+
+{{/*
+The Secret holding the serving certificate: the webhook's own in self-signed mode, cert-manager's
+in cert-manager mode, the user's in secret mode.
+*/}}
+{{- define "gpu-rdma-injector.tlsSecretName" -}}
+{{- if eq .Values.certificates.mode "secret" }}
+{{- .Values.certificates.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "gpu-rdma-injector.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The serving Certificate (cert-manager mode); named in cert-manager.io/inject-ca-from. */}}
+{{- define "gpu-rdma-injector.servingCertificateName" -}}
+{{- printf "%s-tls" (include "gpu-rdma-injector.fullname" .) }}
+{{- end }}
+
+{{/* Name of the single webhook inside the MutatingWebhookConfiguration. */}}
+{{- define "gpu-rdma-injector.webhookName" -}}
+pods.gpu-rdma-injector.io
+{{- end }}
+
+{{/* Port the container listens on (the CLI's --port); the Service forwards to it. */}}
+{{- define "gpu-rdma-injector.containerPort" -}}
+8443
+{{- end }}
+
+{{/* Directory of the policy ConfigMap mount; --config points at policy.yaml inside it. */}}
+{{- define "gpu-rdma-injector.configDir" -}}
+/etc/gpu-rdma-injector/policy
+{{- end }}
+
+{{/* Directory of the TLS Secret mount in cert-manager and secret modes. */}}
+{{- define "gpu-rdma-injector.tlsDir" -}}
+/etc/gpu-rdma-injector/tls
+{{- end }}
+
+{{/* privateKey of the cert-manager Certificates; the argument is .Values.certificates.certManager.privateKey. */}}
+{{- define "gpu-rdma-injector.privateKey" -}}
+privateKey:
+  algorithm: {{ .algorithm }}
+  {{- if ne .algorithm "Ed25519" }}
+  size: {{ .size }}
+  {{- end }}
+  # A new key on every renewal.
+  rotationPolicy: Always
+{{- end }}
+
+{{/*
+Fails the render with one clear sentence when values that the schema cannot check together are
+inconsistent. Included from the templates that depend on them.
+*/}}
+{{- define "gpu-rdma-injector.validateValues" -}}
+{{- if eq .Values.certificates.mode "secret" }}
+{{- if not .Values.certificates.secret.name }}
+{{- fail "certificates.secret.name is required when certificates.mode is \"secret\": name an existing kubernetes.io/tls Secret in the release namespace." }}
+{{- end }}
+{{- if not .Values.certificates.secret.caBundle }}
+{{- fail "certificates.secret.caBundle is required when certificates.mode is \"secret\": set it to the base64-encoded PEM of the CA that signed the Secret's tls.crt, e.g. --set certificates.secret.caBundle=$(base64 -w0 ca.crt)." }}
+{{- end }}
+{{- if not (hasPrefix "-----BEGIN CERTIFICATE-----" (b64dec .Values.certificates.secret.caBundle | trim)) }}
+{{- fail "certificates.secret.caBundle must be base64-encoded PEM starting with -----BEGIN CERTIFICATE-----; encode the CA file with base64 -w0 ca.crt." }}
+{{- end }}
+{{- end }}
+{{- end }}
