@@ -212,7 +212,7 @@ def decide(
 
     plan = _Plan(namespace, current.form, list(current.entries))
     resource_of_network = {
-        network.name: network.resource_name or _nad_resource(nads, network.resolved(namespace))
+        network.name: _resource(nads, network.resolved(namespace), network, plan)
         for network in networks
     }
 
@@ -227,12 +227,11 @@ def decide(
 
     _check_user_entries(current.entries, namespace, nads, plan)
 
+    by_reference = {network.resolved(namespace): network for network in networks}
+
     def resource_of(entry: NetworkRef) -> str | None:
         key = entry.resolved(namespace)
-        for network in networks:
-            if network.resolved(namespace) == key and network.resource_name:
-                return network.resource_name
-        return _nad_resource(nads, key)
+        return _resource(nads, key, by_reference.get(key), plan)
 
     attachments: dict[str, int] = {}
     for entry in plan.entries:
@@ -305,18 +304,28 @@ def _networks_for(
     return tuple(networks)
 
 
-def _nad_resource(nads: NadLookup, key: tuple[str, str]) -> str | None:
+def _resource(
+    nads: NadLookup, key: tuple[str, str], network: Network | None, plan: _Plan
+) -> str | None:
+    """The device resource an attachment needs: the NAD's own annotation when it has one (it is
+    what Multus looks the device up by), else the policy network's resourceName, else none."""
     facts = nads.get(*key)
-    return facts.resource_name if facts is not None else None
+    from_nad = facts.resource_name if facts is not None else None
+    from_policy = network.resource_name if network is not None else None
+    if from_nad and from_policy and from_nad != from_policy:
+        warning = _warning(f"{key[1]}: NAD says {from_nad}, policy {from_policy}; using the NAD's")
+        if warning not in plan.warnings:
+            plan.warnings.append(warning)
+    return from_nad or from_policy
 
 
 def _unknown_nad(
     nads: NadLookup, key: tuple[str, str], subject: str, consequence: str
 ) -> tuple[str, str] | None:
     """(denial message, short warning) about a reference to a NAD the cluster does not have."""
-    if not nads.authoritative or nads.get(*key) is not None:
-        return None
     namespace, name = key
+    if not nads.authoritative or not nads.covers(namespace) or nads.get(namespace, name):
+        return None
     existing = nads.names_in(namespace)
     there = ", ".join(existing[:8]) + (", ..." if len(existing) > 8 else "") if existing else "none"
     message = (

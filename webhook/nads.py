@@ -47,6 +47,10 @@ class NadLookup(Protocol):
         """Sorted names of the NADs known in `namespace` (for "did you mean" messages)."""
         ...
 
+    def covers(self, namespace: str) -> bool:
+        """Whether this lookup knows every NAD of `namespace` (so a miss there is a real miss)."""
+        ...
+
 
 class NamespaceLookup(Protocol):
     """Read-only, in-memory namespace annotations."""
@@ -153,6 +157,9 @@ class StaticNads:
 
     def names_in(self, namespace: str) -> tuple[str, ...]:
         return self._names.get(namespace, ())
+
+    def covers(self, namespace: str) -> bool:
+        return True
 
     def __len__(self) -> int:
         return len(self._by_key)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json, validate_pod
 
 from webhook.mutation import MAX_WARNING_LENGTH
@@ -38,7 +39,17 @@ def _client(case: Path) -> AppClient:
         if nads_file.exists()
         else StaticNads((), authoritative=False)
     )
-    context = AppContext(policy=PolicyStore(policy), nads=nads)
+    namespace_file = case / "namespace.yaml"
+    namespace = yaml.safe_load(namespace_file.read_text()) if namespace_file.exists() else None
+
+    def namespace_annotations(name: str) -> dict[str, str] | None:
+        if namespace is None or namespace["metadata"]["name"] != name:
+            return None
+        return dict(namespace["metadata"].get("annotations") or {})
+
+    context = AppContext(
+        policy=PolicyStore(policy), nads=nads, namespace_annotations=namespace_annotations
+    )
     return AppClient(create_app(context))
 
 

@@ -218,11 +218,50 @@ def test_resource_name_comes_from_the_nad() -> None:
     )
 
 
-def test_policy_resource_name_overrides_the_nad() -> None:
+def test_the_nads_resource_wins_over_a_different_policy_resource() -> None:
+    # Multus finds the device by the NAD's annotation, so a different policy value would
+    # give the pod a VF that net1 cannot use.
     p = pod(container("c", **gpus(1)))
-    mutated = apply(p, decide(p, "team-a", default_policy(), NADS))
-    assert mutated["spec"]["containers"][0]["resources"]["limits"][VF] == "1"
-    assert "nvidia.com/sriov_rdma_vf" not in mutated["spec"]["containers"][0]["resources"]["limits"]
+    decision = decide(p, "team-a", default_policy(), NADS)
+    limits = apply(p, decision)["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/sriov_rdma_vf"] == "1"
+    assert VF not in limits
+    assert (
+        "gpu-rdma-injector: sriov-rdma-net: NAD says nvidia.com/sriov_rdma_vf, "
+        "policy openshift.io/mellanoxnics; using the NAD's"
+    ) in decision.warnings
+
+
+def test_policy_resource_fills_in_for_a_nad_without_one() -> None:
+    policy = parse_policy("networks: [{name: ipoib-net, resourceName: example.com/ib}]", "p")
+    p = pod(container("c", **gpus(1)))
+    limits = apply(p, decide(p, "team-a", policy, NADS))["spec"]["containers"][0]["resources"]
+    assert limits["limits"]["example.com/ib"] == "1"
+
+
+class _OneNamespaceNads:
+    """A namespace-scoped cache: knows team-a only."""
+
+    authoritative = True
+
+    def get(self, namespace: str, name: str) -> NadFacts | None:
+        return NADS.get(namespace, name) if namespace == "team-a" else None
+
+    def names_in(self, namespace: str) -> tuple[str, ...]:
+        return NADS.names_in(namespace) if namespace == "team-a" else ()
+
+    def covers(self, namespace: str) -> bool:
+        return namespace == "team-a"
+
+
+def test_namespaces_a_lookup_does_not_cover_are_not_judged() -> None:
+    p = pod(container("c", **gpus(1)), annotations={NETWORKS_ANNOTATION: "other-ns/x"})
+    policy = parse_policy(
+        "networks: [{name: sriov-rdma-net}]\nallowedNadNamespaces: [other-ns]", "p"
+    )
+    decision = decide(p, "team-a", policy, _OneNamespaceNads())
+    assert decision.allowed
+    assert decision.outcome == "mutated"
 
 
 def test_nad_without_resource_needs_none() -> None:
