@@ -22,7 +22,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`python -m webhook serve ...` on 127.0.0.1 with a free port; stopped with SIGTERM."""
+    """`python -m webhook serve ...` on 127.0.0.1 with a free port; stopped with SIGTERM.
+
+    Static mode (--no-kube) unless `no_kube=False`, for tests that bring an API server double.
+    """
 
     def __init__(
         self,
@@ -30,6 +33,8 @@ class ServerProcess:
         ca_file: Path | None,
         cwd: Path,
         env: dict[str, str] | None = None,
+        *,
+        no_kube: bool = True,
     ) -> None:
         self.port = free_port()
         self.ca_file = ca_file
@@ -41,7 +46,7 @@ class ServerProcess:
                 "-m",
                 "webhook",
                 "serve",
-                "--no-kube",
+                *(["--no-kube"] if no_kube else []),
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,57 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="require client certificates signed by this CA (mutual TLS)",
     )
+    _kube_options(serve)
     serve.add_argument(
         "--no-kube",
         action="store_true",
         default=_env_flag("no-kube"),
         help="use the policy alone: no Kubernetes API, no NAD lookup",
+    )
+    serve.add_argument(
+        "--nad-namespaces",
+        default=_env("nad-namespaces"),
+        metavar="NS,NS",
+        help="watch NADs only in these namespaces (default: cluster-wide)",
+    )
+    serve.add_argument(
+        "--self-signed-secret",
+        default=_env("self-signed-secret"),
+        metavar="NAME",
+        help="self-signed mode: keep the CA and serving certificate in this Secret, write them "
+        "to --tls-cert-file/--tls-key-file and inject the CA into --webhook-configuration",
+    )
+    serve.add_argument(
+        "--webhook-configuration",
+        default=_env("webhook-configuration"),
+        metavar="NAME",
+        help="self-signed mode: the MutatingWebhookConfiguration whose caBundle to keep current",
+    )
+    serve.add_argument(
+        "--service-name",
+        default=_env("service-name"),
+        metavar="NAME",
+        help="self-signed mode: the Service in front of the webhook (names the certificate)",
+    )
+    serve.add_argument(
+        "--pod-namespace",
+        default=_env("pod-namespace"),
+        metavar="NS",
+        help="self-signed mode: the webhook's own namespace (the chart sets it from the "
+        "downward API)",
+    )
+    serve.add_argument(
+        "--cluster-domain",
+        default=_env("cluster-domain", "cluster.local"),
+        metavar="DOMAIN",
+        help="self-signed mode: the cluster's DNS domain (default: cluster.local)",
+    )
+    serve.add_argument(
+        "--certificate-check-interval",
+        type=float,
+        default=float(_env("certificate-check-interval", 60.0)),
+        metavar="SECONDS",
+        help="self-signed mode: how often the Secret and caBundle are checked",
     )
     serve.add_argument("--host", default=_env("host", "0.0.0.0"), help="address to listen on")
     serve.add_argument("--port", type=int, default=int(_env("port", 8443)), help="HTTPS port")
@@ -108,6 +155,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "-n",
         default=None,
         help="namespace the pod is created in (default: from the file, else default)",
+    )
+    mutate.add_argument(
+        "--nads",
+        default=None,
+        metavar="FILE",
+        help="NetworkAttachmentDefinitions (YAML) to decide against, as if they were the cluster's",
+    )
+    mutate.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="decide against the NADs and namespaces of the cluster this kubeconfig points at",
     )
     mutate.add_argument(
         "--output",
@@ -144,6 +203,15 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kube_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("kubeconfig"),
+        metavar="PATH",
+        help="talk to the API server of this kubeconfig (default: the in-cluster service account)",
+    )
+
+
 def _load_policy_store(path: str | None) -> Any:
     from webhook.policy import PolicyError, default_policy
     from webhook.reload import PolicyStore
@@ -158,26 +226,17 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from webhook import logs
-    from webhook.certs import CertError, ReloadingTLS, ensure_dev_certs
+    from webhook.certs import CertError, ReloadingTLS
     from webhook.server import AppContext, create_app, describe
 
     log = logs.configure(args.log_level)
     store = _load_policy_store(args.config)
-    if bool(args.tls_cert_file) != bool(args.tls_key_file):
-        raise UsageError(
-            "give both --tls-cert-file and --tls-key-file, or neither for dev certificates"
-        )
-    if args.tls_cert_file:
-        cert_file, key_file = Path(args.tls_cert_file), Path(args.tls_key_file)
-    else:
-        paths, made = ensure_dev_certs(Path(args.dev_cert_dir))
-        cert_file, key_file = paths.cert, paths.key
-        print(
-            f"{'generated' if made else 'using'} development certificates in "
-            f"{paths.cert.parent.resolve()}; the CA is {paths.ca_cert.resolve()} "
-            f"(e.g. curl --cacert {paths.ca_cert} https://localhost:{args.port}/readyz)",
-            file=sys.stderr,
-        )
+    api_client = None if args.no_kube else _api_client(args.kubeconfig)
+    cluster = None
+    if api_client is not None:
+        cluster = _cluster(api_client, store.current.resource_name_annotations, args.nad_namespaces)
+    stop_background = threading.Event()
+    cert_file, key_file = _serving_files(args, api_client, stop_background)
     try:
         client_ca = Path(args.client_ca_file) if args.client_ca_file else None
         tls = ReloadingTLS(cert_file, key_file, client_ca)
@@ -186,6 +245,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     context = AppContext(policy=store, tls=tls, reload_interval=args.reload_interval)
     context.metrics.certificate_expiry.set(tls.not_after().timestamp())
+    if cluster is not None:
+        context.nads = cluster.nads
+        context.namespace_annotations = cluster.namespace_annotations
+        context.readiness_checks.append(cluster.not_ready)
+        cluster.register_metrics(context.metrics)
+        cluster.start()
     app = create_app(context)
     log.info("starting", extra={"fields": {**describe(context), "port": args.port}})
     config = uvicorn.Config(
@@ -202,8 +267,108 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the previous
     # handler in place; make that handler a clean exit, as a Kubernetes stop is not a failure.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop_background.set()
+        if cluster is not None:
+            cluster.stop()
     return 0
+
+
+def _api_client(kubeconfig: str | None) -> Any:
+    from webhook.kube_watch import KubeConfigError, load_kube_api_client
+
+    try:
+        return load_kube_api_client(kubeconfig)
+    except KubeConfigError as error:
+        raise UsageError(
+            f"{str(error).rstrip('.')} (--kubeconfig PATH), or pass --no-kube to use the "
+            "policy alone"
+        ) from None
+
+
+def _cluster(
+    api_client: Any, resource_annotations: Sequence[str], nad_namespaces: str | None
+) -> Any:
+    from webhook.cluster import Cluster
+
+    namespaces = (
+        [n.strip() for n in nad_namespaces.split(",") if n.strip()] if nad_namespaces else None
+    )
+    return Cluster.connect(api_client, resource_annotations, namespaces or None)
+
+
+def _serving_files(
+    args: argparse.Namespace, api_client: Any, stop: threading.Event
+) -> tuple[Path, Path]:
+    """The certificate and key to serve: given files, self-signed ones, or development ones."""
+    from webhook.certs import ensure_dev_certs
+
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise UsageError(
+            "give both --tls-cert-file and --tls-key-file, or neither for dev certificates"
+        )
+    if args.self_signed_secret:
+        return _self_signed(args, api_client, stop)
+    if args.tls_cert_file:
+        return Path(args.tls_cert_file), Path(args.tls_key_file)
+    paths, made = ensure_dev_certs(Path(args.dev_cert_dir))
+    print(
+        f"{'generated' if made else 'using'} development certificates in "
+        f"{paths.cert.parent.resolve()}; the CA is {paths.ca_cert.resolve()} "
+        f"(e.g. curl --cacert {paths.ca_cert} https://localhost:{args.port}/readyz)",
+        file=sys.stderr,
+    )
+    return paths.cert, paths.key
+
+
+def _self_signed(
+    args: argparse.Namespace, api_client: Any, stop: threading.Event
+) -> tuple[Path, Path]:
+    from webhook.selfsigned import (
+        SelfSignedCertificates,
+        SelfSignedError,
+        SelfSignedSettings,
+        ensure_with_retries,
+    )
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--webhook-configuration", args.webhook_configuration),
+            ("--service-name", args.service_name),
+            ("--pod-namespace", args.pod_namespace),
+            ("--tls-cert-file", args.tls_cert_file),
+            ("--tls-key-file", args.tls_key_file),
+        )
+        if not value
+    ]
+    if api_client is None:
+        raise UsageError("--self-signed-secret needs the Kubernetes API; drop --no-kube")
+    if missing:
+        raise UsageError(f"--self-signed-secret also needs {', '.join(missing)}")
+    settings = SelfSignedSettings(
+        namespace=args.pod_namespace,
+        secret_name=args.self_signed_secret,
+        webhook_configuration=args.webhook_configuration,
+        service_name=args.service_name,
+        cert_file=Path(args.tls_cert_file),
+        key_file=Path(args.tls_key_file),
+        cluster_domain=args.cluster_domain,
+    )
+    certificates = SelfSignedCertificates(api_client, settings)
+    try:
+        ensure_with_retries(certificates, deadline_seconds=120)
+    except SelfSignedError as error:
+        raise UsageError(str(error)) from None
+    threading.Thread(
+        target=certificates.run,
+        args=(stop, args.certificate_check_interval),
+        name="self-signed-certificates",
+        daemon=True,
+    ).start()
+    return settings.cert_file, settings.key_file
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -264,7 +429,12 @@ def _mutate(args: argparse.Namespace) -> int:
             f"{args.file!r} holds a {document.get('kind')!r}; give a Pod or an AdmissionReview"
         )
 
-    decision = decide_request(request, store.current, NO_NADS, lambda _namespace: None)
+    nads, namespace_annotations, cluster = _mutate_facts(args, store.current)
+    try:
+        decision = decide_request(request, store.current, nads, namespace_annotations)
+    finally:
+        if cluster is not None:
+            cluster.stop()
     for warning in decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.output == "review":
@@ -285,6 +455,33 @@ def _mutate(args: argparse.Namespace) -> int:
             ).decode()
         )
     return 0 if decision.allowed else 1
+
+
+def _mutate_facts(args: argparse.Namespace, policy: Any) -> tuple[Any, Any, Any]:
+    """What `mutate` knows of NADs and namespaces: a NAD file, a live cluster, or nothing."""
+    from webhook.nads import load_nad_file
+
+    if args.nads and args.kubeconfig:
+        raise UsageError("give --nads or --kubeconfig, not both")
+    if args.nads:
+        try:
+            text = Path(args.nads).read_text(encoding="utf-8")
+            nads = load_nad_file(text, policy.resource_name_annotations, source=repr(args.nads))
+        except OSError as error:
+            raise UsageError(f"cannot read {args.nads!r}: {error.strerror}") from None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return nads, lambda _namespace: None, None
+    if args.kubeconfig:
+        cluster = _cluster(_api_client(args.kubeconfig), policy.resource_name_annotations, None)
+        cluster.start()
+        if not cluster.wait_synced(30):
+            cluster.stop()
+            raise UsageError(
+                f"could not list NADs and namespaces within 30 s: {cluster.not_ready()}"
+            )
+        return cluster.nads, cluster.namespace_annotations, cluster
+    return NO_NADS, lambda _namespace: None, None
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CollectorRegistry,
@@ -12,7 +13,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from webhook import __version__
@@ -73,21 +74,32 @@ class Metrics:
         )
         build.labels(__version__).set(1)
 
-    def add_gauges(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
-        """Register gauges read at scrape time: (name, help, value) triples."""
-        self.registry.register(_ScrapeTimeGauges(read))
+    def add_scrape_values(self, read: Callable[[], Iterable[ScrapeValue]]) -> None:
+        """Register values read at scrape time (cache sizes, counts kept by other threads)."""
+        self.registry.register(_ScrapeTimeValues(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _ScrapeTimeGauges(Collector):
-    def __init__(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+@dataclass(frozen=True, slots=True)
+class ScrapeValue:
+    name: str
+    documentation: str
+    value: float
+    counter: bool = False
+
+
+class _ScrapeTimeValues(Collector):
+    def __init__(self, read: Callable[[], Iterable[ScrapeValue]]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
-        for name, documentation, value in self._read():
-            yield GaugeMetricFamily(name, documentation, value=value)
+        for item in self._read():
+            if item.counter:
+                yield CounterMetricFamily(item.name, item.documentation, value=item.value)
+            else:
+                yield GaugeMetricFamily(item.name, item.documentation, value=item.value)
 
     def describe(self) -> Iterable[Metric]:
         return []
