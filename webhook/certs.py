@@ -155,7 +155,7 @@ def generate_serving(
     return Issued(cert, key)
 
 
-def _write(path: Path, data: bytes, private: bool) -> None:
+def write_file(path: Path, data: bytes, private: bool) -> None:
     """Write atomically (readers never see half a file); keys are 0600 from the start."""
     temporary = path.with_name(f".{path.name}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -173,10 +173,10 @@ def write_bundle(out_dir: Path, ca: Issued, serving: Issued) -> CertPaths:
         out_dir / "ca.crt", out_dir / "tls.crt", out_dir / "tls.key", out_dir / "ca.key"
     )
     assert paths.ca_key is not None
-    _write(paths.ca_cert, ca.cert_pem(), private=False)
-    _write(paths.ca_key, ca.key_pem(), private=True)
-    _write(paths.cert, serving.cert_pem(), private=False)
-    _write(paths.key, serving.key_pem(), private=True)
+    write_file(paths.ca_cert, ca.cert_pem(), private=False)
+    write_file(paths.ca_key, ca.key_pem(), private=True)
+    write_file(paths.cert, serving.cert_pem(), private=False)
+    write_file(paths.key, serving.key_pem(), private=True)
     return paths
 
 

@@ -137,7 +137,7 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
                 "digest": "sha256:" + "ab" * 32,
                 "pullSecrets": [{"name": "regcred"}],
             },
-            "extraArgs": ["--example-flag=1"],
+            "extraArgs": ["--reload-interval=5"],
             "logLevel": "debug",
             "priorityClassName": "system-cluster-critical",
             "podAnnotations": {"example.com/scrape": "true"},
@@ -878,7 +878,7 @@ def test_deployment_options(rendered: Callable[[str], Objects]) -> None:
     assert container["image"] == "ghcr.io/gpu-rdma-injector/gpu-rdma-injector@sha256:" + "ab" * 32
     _, flags = parse_flags(container["args"])
     assert flags["log-level"] == "debug"
-    assert flags["example-flag"] == "1"
+    assert flags["reload-interval"] == "5"
 
 
 @pytest.mark.parametrize("combination", ["self-signed", "replicas-3", "single-replica"])
@@ -1197,3 +1197,29 @@ def test_example_pod_after_is_the_pod_plus_the_injection() -> None:
     for kind in ("requests", "limits"):
         resources[kind]["openshift.io/mellanoxnics"] = "1"
     assert after == expected
+
+
+# --- the chart and the webhook agree -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_webhook_accepts_the_rendered_args_and_policy(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    """The Deployment's args parse with the real CLI, and the ConfigMap's policy loads."""
+    from webhook.__main__ import _build_parser
+    from webhook.policy import parse_policy
+
+    objects = rendered(combination)
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = _build_parser().parse_args(container["args"])
+    assert args.command == "serve"
+    assert args.port == 8443
+    assert not args.no_kube
+    if args.self_signed_secret:
+        assert args.webhook_configuration
+        assert args.service_name
+        assert args.tls_cert_file.startswith("/tmp/")
+    configmap = one(objects, "ConfigMap")
+    policy = parse_policy(configmap["data"]["policy.yaml"], combination)
+    assert policy.networks
