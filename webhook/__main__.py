@@ -243,7 +243,12 @@ def _serve(args: argparse.Namespace) -> int:
     except CertError as error:
         raise UsageError(str(error)) from None
 
-    context = AppContext(policy=store, tls=tls, reload_interval=args.reload_interval)
+    context = AppContext(
+        policy=store,
+        tls=tls,
+        reload_interval=args.reload_interval,
+        excluded_namespaces=frozenset([args.pod_namespace] if args.pod_namespace else []),
+    )
     context.metrics.certificate_expiry.set(tls.not_after().timestamp())
     if cluster is not None:
         context.nads = cluster.nads

@@ -105,10 +105,13 @@ def decide_request(
     policy: Policy,
     nads: NadLookup,
     namespace_annotations: NamespaceAnnotations,
+    excluded_namespaces: frozenset[str] = frozenset(),
 ) -> Decision:
     """The decision for a review: only pod CREATEs are mutated, everything else is allowed as is.
 
-    dryRun requests get the same answer: the webhook has no side effects.
+    Pods in the policy's excludedNamespaces (kube-system by default) and in
+    `excluded_namespaces` (the webhook's own) are never touched, whatever the registration's
+    namespaceSelector says. dryRun requests get the same answer: the webhook has no side effects.
     """
     if request.kind != "Pod" or request.group != "" or request.sub_resource:
         return skipped("not-a-pod")
@@ -122,6 +125,8 @@ def decide_request(
             message="the AdmissionReview's request.object is not a pod",
             code=400,
         )
+    if request.namespace in policy.excluded_namespaces or request.namespace in excluded_namespaces:
+        return skipped("excluded-namespace")
     if not request.namespace:
         return Decision(
             allowed=False,

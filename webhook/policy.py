@@ -105,6 +105,9 @@ class Policy(_Frozen):
     gpu_resources: tuple[str, ...] = Field(default=("nvidia.com/gpu",), alias="gpuResources")
     networks: tuple[Network, ...] = ()
     allowed_nad_namespaces: tuple[str, ...] = Field(default=(), alias="allowedNadNamespaces")
+    excluded_namespaces: tuple[str, ...] = Field(
+        default=("kube-system",), alias="excludedNamespaces"
+    )
     unknown_networks: Literal["deny", "warn"] = Field(default="deny", alias="unknownNetworks")
     resource_name_annotations: tuple[str, ...] = Field(
         default=(DEFAULT_RESOURCE_ANNOTATION,), alias="resourceNameAnnotations"
@@ -125,7 +128,7 @@ class Policy(_Frozen):
                 )
         return value
 
-    @field_validator("allowed_nad_namespaces")
+    @field_validator("allowed_nad_namespaces", "excluded_namespaces")
     @classmethod
     def _check_namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for namespace in value:

@@ -54,6 +54,8 @@ class AppContext:
     tls: ReloadingTLS | None = None
     # Extra readiness conditions (e.g. caches synced): each returns None when ready, else why not.
     readiness_checks: list[Callable[[], str | None]] = field(default_factory=list)
+    # Namespaces never mutated besides the policy's excludedNamespaces: the webhook's own.
+    excluded_namespaces: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     reload_interval: float = 2.0
 
@@ -138,7 +140,11 @@ def create_app(context: AppContext) -> FastAPI:
     def _decide(review: AdmissionRequest) -> Decision:
         try:
             return decide_request(
-                review, context.policy.current, context.nads, context.namespace_annotations
+                review,
+                context.policy.current,
+                context.nads,
+                context.namespace_annotations,
+                context.excluded_namespaces,
             )
         except Exception:
             log.exception(

@@ -140,3 +140,15 @@ def test_error_body_is_a_status() -> None:
         "reason": "BadRequest",
         "code": 413,
     }
+
+
+def test_excluded_namespaces_are_never_mutated() -> None:
+    request = parse_review(_request(namespace="gpu-rdma-injector"))
+    own = frozenset({"gpu-rdma-injector"})
+    decision = decide_request(request, default_policy(), NO_NADS, lambda _ns: None, own)
+    assert (decision.outcome, decision.reason) == ("skipped", "excluded-namespace")
+    kube_system = parse_review(_request(namespace="kube-system"))
+    assert _decide(json.dumps(json.loads(_request(namespace="kube-system"))).encode()).reason == (
+        "excluded-namespace"
+    )
+    assert decide_request(kube_system, default_policy(), NO_NADS, lambda _ns: None).patch == ()
