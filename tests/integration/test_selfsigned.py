@@ -271,3 +271,71 @@ def test_losing_a_write_race_uses_the_winners_certificate(
     assert bundle.serving.cert == winner.serving.cert
     assert calls["n"] == 2, "A must read the Secret again after its write was refused"
     assert sum(1 for r in api.request_log if r.code == 409) == conflicts_before + 1
+
+
+def _https_get(port: int, ca_pem: bytes, hostname: str, path: str) -> bytes:
+    """GET over TLS verified the way the API server verifies: caBundle + the Service's DNS name."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=hostname) as tls,
+    ):
+        tls.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_serve_in_self_signed_mode(api: KubeApiDouble, tmp_path: Path) -> None:
+    """The real process: fills the Secret, injects the caBundle, and serves a certificate the
+    API server would accept for the Service's name."""
+    from serverproc import ServerProcess
+
+    tls_dir = tmp_path / "tmp-tls"
+    server = ServerProcess(
+        [
+            "--kubeconfig",
+            str(api.kubeconfig(tmp_path / "kubeconfig")),
+            "--self-signed-secret",
+            SECRET,
+            "--webhook-configuration",
+            WEBHOOK,
+            "--service-name",
+            "gpu-rdma-injector",
+            "--pod-namespace",
+            NAMESPACE,
+            "--tls-cert-file",
+            str(tls_dir / "tls.crt"),
+            "--tls-key-file",
+            str(tls_dir / "tls.key"),
+        ],
+        None,
+        tmp_path,
+        no_kube=False,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = _https_get(
+                    server.port,
+                    ca_bundle(api),
+                    "gpu-rdma-injector.gpu-rdma-injector.svc",
+                    "/readyz",
+                )
+                if b" 200 " in response.split(b"\r\n", 1)[0]:
+                    break
+            except (OSError, AssertionError, KeyError, TypeError):
+                pass
+            assert server.process.poll() is None, server.log()
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        assert (tls_dir / "tls.crt").read_bytes() == stored(api).serving.cert_pem()
+    finally:
+        assert server.stop() == 0, server.log()
