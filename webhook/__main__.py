@@ -136,6 +136,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="log level",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("workers", 1)),
+        metavar="N",
+        help="server processes sharing the port (default 1; about one per core)",
+    )
+    serve.add_argument(
         "--reload-interval",
         type=float,
         default=float(_env("reload-interval", 2.0)),
@@ -223,26 +230,69 @@ def _load_policy_store(path: str | None) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from webhook import logs
+    from webhook.certs import CertError, ReloadingTLS
+
+    logs.configure(args.log_level)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    store = _load_policy_store(args.config)
+    api_client = None if args.no_kube else _api_client(args.kubeconfig)
+    cert_file, key_file, renewer = _serving_files(args, api_client)
+    client_ca = Path(args.client_ca_file) if args.client_ca_file else None
+    try:
+        ReloadingTLS(cert_file, key_file, client_ca)  # refuse unusable files before serving
+    except CertError as error:
+        raise UsageError(str(error)) from None
+    stop_background = threading.Event()
+    if renewer is not None:
+        threading.Thread(
+            target=renewer.run,
+            args=(stop_background, args.certificate_check_interval),
+            name="self-signed-certificates",
+            daemon=True,
+        ).start()
+    try:
+        if args.workers == 1:
+            return _serve_one(args, store, api_client, cert_file, key_file, client_ca, None)
+        from webhook.workers import run_workers
+
+        # Each worker builds its own policy store, API client and caches after the fork.
+        return run_workers(
+            args.workers,
+            args.host,
+            args.port,
+            lambda sock: _serve_one(
+                args,
+                _load_policy_store(args.config),
+                None if args.no_kube else _api_client(args.kubeconfig),
+                cert_file,
+                key_file,
+                client_ca,
+                sock,
+            ),
+        )
+    finally:
+        stop_background.set()
+
+
+def _serve_one(
+    args: argparse.Namespace,
+    store: Any,
+    api_client: Any,
+    cert_file: Path,
+    key_file: Path,
+    client_ca: Path | None,
+    sock: Any,
+) -> int:
+    """One server process: app, caches, TLS context, uvicorn; on `sock` when given."""
     import uvicorn
 
     from webhook import logs
-    from webhook.certs import CertError, ReloadingTLS
+    from webhook.certs import ReloadingTLS
     from webhook.server import AppContext, create_app, describe
 
-    log = logs.configure(args.log_level)
-    store = _load_policy_store(args.config)
-    api_client = None if args.no_kube else _api_client(args.kubeconfig)
-    cluster = None
-    if api_client is not None:
-        cluster = _cluster(api_client, store.current.resource_name_annotations, args.nad_namespaces)
-    stop_background = threading.Event()
-    cert_file, key_file = _serving_files(args, api_client, stop_background)
-    try:
-        client_ca = Path(args.client_ca_file) if args.client_ca_file else None
-        tls = ReloadingTLS(cert_file, key_file, client_ca)
-    except CertError as error:
-        raise UsageError(str(error)) from None
-
+    tls = ReloadingTLS(cert_file, key_file, client_ca)
     context = AppContext(
         policy=store,
         tls=tls,
@@ -250,14 +300,16 @@ def _serve(args: argparse.Namespace) -> int:
         excluded_namespaces=frozenset([args.pod_namespace] if args.pod_namespace else []),
     )
     context.metrics.certificate_expiry.set(tls.not_after().timestamp())
-    if cluster is not None:
+    cluster = None
+    if api_client is not None:
+        cluster = _cluster(api_client, store.current.resource_name_annotations, args.nad_namespaces)
         context.nads = cluster.nads
         context.namespace_annotations = cluster.namespace_annotations
         context.readiness_checks.append(cluster.not_ready)
         cluster.register_metrics(context.metrics)
         cluster.start()
     app = create_app(context)
-    log.info("starting", extra={"fields": {**describe(context), "port": args.port}})
+    logs.get().info("starting", extra={"fields": {**describe(context), "port": args.port}})
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -273,9 +325,8 @@ def _serve(args: argparse.Namespace) -> int:
     # handler in place; make that handler a clean exit, as a Kubernetes stop is not a failure.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
     finally:
-        stop_background.set()
         if cluster is not None:
             cluster.stop()
     return 0
@@ -304,10 +355,9 @@ def _cluster(
     return Cluster.connect(api_client, resource_annotations, namespaces or None)
 
 
-def _serving_files(
-    args: argparse.Namespace, api_client: Any, stop: threading.Event
-) -> tuple[Path, Path]:
-    """The certificate and key to serve: given files, self-signed ones, or development ones."""
+def _serving_files(args: argparse.Namespace, api_client: Any) -> tuple[Path, Path, Any]:
+    """The certificate and key to serve — given files, self-signed ones (with the object that
+    keeps them renewed), or development ones."""
     from webhook.certs import ensure_dev_certs
 
     if bool(args.tls_cert_file) != bool(args.tls_key_file):
@@ -315,9 +365,9 @@ def _serving_files(
             "give both --tls-cert-file and --tls-key-file, or neither for dev certificates"
         )
     if args.self_signed_secret:
-        return _self_signed(args, api_client, stop)
+        return _self_signed(args, api_client)
     if args.tls_cert_file:
-        return Path(args.tls_cert_file), Path(args.tls_key_file)
+        return Path(args.tls_cert_file), Path(args.tls_key_file), None
     paths, made = ensure_dev_certs(Path(args.dev_cert_dir))
     print(
         f"{'generated' if made else 'using'} development certificates in "
@@ -325,12 +375,10 @@ def _serving_files(
         f"(e.g. curl --cacert {paths.ca_cert} https://localhost:{args.port}/readyz)",
         file=sys.stderr,
     )
-    return paths.cert, paths.key
+    return paths.cert, paths.key, None
 
 
-def _self_signed(
-    args: argparse.Namespace, api_client: Any, stop: threading.Event
-) -> tuple[Path, Path]:
+def _self_signed(args: argparse.Namespace, api_client: Any) -> tuple[Path, Path, Any]:
     from webhook.selfsigned import (
         SelfSignedCertificates,
         SelfSignedError,
@@ -367,13 +415,7 @@ def _self_signed(
         ensure_with_retries(certificates, deadline_seconds=120)
     except SelfSignedError as error:
         raise UsageError(str(error)) from None
-    threading.Thread(
-        target=certificates.run,
-        args=(stop, args.certificate_check_interval),
-        name="self-signed-certificates",
-        daemon=True,
-    ).start()
-    return settings.cert_file, settings.key_file
+    return settings.cert_file, settings.key_file, certificates
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

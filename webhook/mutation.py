@@ -79,10 +79,15 @@ class _Container:
     resources: Mapping[str, Any] | None
     requests: Mapping[str, Any] | None
     limits: Mapping[str, Any] | None
+    _amounts: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
     def amount(self, resource: str) -> tuple[int | None, int | None]:
         """(request, limit) of an extended resource, None where absent."""
-        return (self.units_in(self.requests, resource), self.units_in(self.limits, resource))
+        known = self._amounts.get(resource)
+        if known is None:
+            known = (self.units_in(self.requests, resource), self.units_in(self.limits, resource))
+            self._amounts[resource] = known
+        return known
 
     def units(self, resource: str) -> int:
         request, limit = self.amount(resource)
@@ -119,7 +124,8 @@ def _read_containers(pod: Mapping[str, Any]) -> list[_Container]:
             if section is not None and not isinstance(section, Mapping):
                 raise PodShapeError(f"container {container['name']!r} has {key} that are not a map")
             sections.append(section)
-        containers.append(_Container(index, container["name"], resources, *sections))
+        requests, limits = sections
+        containers.append(_Container(index, container["name"], resources, requests, limits))
     return containers
 
 

@@ -7,6 +7,7 @@ escaping by hand.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,8 +18,11 @@ from jsonpointer import JsonPointer
 OpName = Literal["add", "replace"]
 
 
+@functools.lru_cache(maxsize=4096)
 def pointer(*parts: str | int) -> str:
-    """The RFC 6901 pointer to the member reached by `parts`, escaped as the RFC requires."""
+    """The RFC 6901 pointer to the member reached by `parts`, escaped as the RFC requires.
+
+    Cached: the same few paths (container index, resource name) recur on every review."""
     return str(JsonPointer.from_parts([str(part) for part in parts]).path)
 
 

@@ -9,6 +9,7 @@ A bad file is refused with one sentence naming the field, the value and what to 
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -86,12 +87,13 @@ class Network(_Frozen):
             )
         return self
 
-    @property
+    # Cached: the decision asks for these several times per network on every review.
+    @cached_property
     def namespace(self) -> str | None:
         """The namespace the reference names, or None for the pod's own namespace."""
         return self.name.split("/", 1)[0] if "/" in self.name else None
 
-    @property
+    @cached_property
     def nad_name(self) -> str:
         return self.name.rsplit("/", 1)[-1]
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 
 from webhook import __version__, logs
 from webhook.admission import (
@@ -60,26 +60,123 @@ class AppContext:
     reload_interval: float = 2.0
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _MutateEndpoint:
+    """POST /mutate as a plain ASGI app in front of FastAPI: the hot path skips routing,
+    dependency solving and Request objects. Everything else goes on to the FastAPI app."""
+
+    def __init__(self, app: Any, context: AppContext) -> None:
+        self.app = app
+        self.context = context
+        self.log = logs.get()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/mutate":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _send(send, 405, error_body("use POST for /mutate", 405), ((b"allow", b"POST"),))
+            return
+        status, payload = await self._answer(scope, receive)
+        await _send(send, status, payload)
+
+    async def _answer(self, scope: Any, receive: Any) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        content_type, declared = b"", None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+        media_type = content_type.split(b";")[0].strip().lower().decode("latin-1")
+        if media_type not in JSON_TYPES:
+            return self._reject(415, f"content type must be application/json, not {media_type!r}")
+        limit = self.context.max_body_bytes
+        body = await _read_body(receive, declared, limit)
+        if body is None:
+            return self._reject(413, f"request body is larger than {limit} bytes")
+        try:
+            review = parse_review(body)
+        except ReviewError as error:
+            return self._reject(error.status, str(error))
+        decision = self._decide(review)
+        payload = build_response(review.uid, decision)
+        elapsed = time.perf_counter() - started
+        metrics = self.context.metrics
+        metrics.admissions.labels(decision.outcome, decision.reason).inc()
+        metrics.admission_seconds.observe(elapsed)
+        self.log.info(
+            "admission",
+            extra={
+                "fields": {
+                    "uid": review.uid,
+                    "namespace": review.namespace,
+                    "pod": review.name,
+                    "operation": review.operation,
+                    "dry_run": review.dry_run,
+                    "outcome": decision.outcome,
+                    "reason": decision.reason,
+                    "patch_ops": len(decision.patch),
+                    "duration_ms": round(elapsed * 1000, 3),
+                }
+            },
+        )
+        return 200, payload
+
+    def _decide(self, review: AdmissionRequest) -> Decision:
+        context = self.context
+        try:
+            return decide_request(
+                review,
+                context.policy.current,
+                context.nads,
+                context.namespace_annotations,
+                context.excluded_namespaces,
+            )
+        except Exception:
+            self.log.exception(
+                "decision failed; admitting the pod unchanged",
+                extra={"fields": {"uid": review.uid, "namespace": review.namespace}},
+            )
+            return internal_error()
+
+    def _reject(self, status: int, message: str) -> tuple[int, bytes]:
+        self.context.metrics.rejected_requests.labels(str(status)).inc()
+        self.log.warning("rejected request", extra={"fields": {"status": status, "error": message}})
+        return status, error_body(message, status)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes | None:
+    """The request body, or None when it is (or says it will be) larger than `limit`."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
+        return None
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b""
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _BodyTooLarge
+            return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(
+    send: Any, status: int, payload: bytes, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode("ascii")),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def create_app(context: AppContext) -> FastAPI:
-    log = logs.get()
     metrics = context.metrics
 
     @contextlib.asynccontextmanager
@@ -99,66 +196,7 @@ def create_app(context: AppContext) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-
-    @app.post("/mutate")
-    async def mutate(request: Request) -> Response:
-        started = time.perf_counter()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in JSON_TYPES:
-            return _reject(415, f"content type must be application/json, not {content_type!r}")
-        try:
-            body = await _read_body(request, context.max_body_bytes)
-        except _BodyTooLarge:
-            return _reject(413, f"request body is larger than {context.max_body_bytes} bytes")
-        try:
-            review = parse_review(body)
-        except ReviewError as error:
-            return _reject(error.status, str(error))
-        decision = _decide(review)
-        payload = build_response(review.uid, decision)
-        elapsed = time.perf_counter() - started
-        metrics.admissions.labels(decision.outcome, decision.reason).inc()
-        metrics.admission_seconds.observe(elapsed)
-        log.info(
-            "admission",
-            extra={
-                "fields": {
-                    "uid": review.uid,
-                    "namespace": review.namespace,
-                    "pod": review.name,
-                    "operation": review.operation,
-                    "dry_run": review.dry_run,
-                    "outcome": decision.outcome,
-                    "reason": decision.reason,
-                    "patch_ops": len(decision.patch),
-                    "duration_ms": round(elapsed * 1000, 3),
-                }
-            },
-        )
-        return Response(payload, media_type="application/json")
-
-    def _decide(review: AdmissionRequest) -> Decision:
-        try:
-            return decide_request(
-                review,
-                context.policy.current,
-                context.nads,
-                context.namespace_annotations,
-                context.excluded_namespaces,
-            )
-        except Exception:
-            log.exception(
-                "decision failed; admitting the pod unchanged",
-                extra={"fields": {"uid": review.uid, "namespace": review.namespace}},
-            )
-            return internal_error()
-
-    def _reject(status: int, message: str) -> Response:
-        metrics.rejected_requests.labels(str(status)).inc()
-        log.warning("rejected request", extra={"fields": {"status": status, "error": message}})
-        return Response(
-            error_body(message, status), status_code=status, media_type="application/json"
-        )
+    app.add_middleware(_MutateEndpoint, context=context)
 
     @app.get("/healthz")
     async def healthz() -> Response:

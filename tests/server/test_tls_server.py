@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import ssl
 import time
@@ -294,3 +296,38 @@ def test_bad_policy_file_stops_start_up_with_one_line(workdir: Path) -> None:
         f"error: policy file '{bad}': networks[0].perGpu: Input should be a valid boolean, "
         "unable to interpret input (got 'sure')"
     )
+
+
+def test_workers_share_the_port_and_stop_cleanly(workdir: Path) -> None:
+    paths = generate_bundle(workdir / "workers-tls", ["localhost"])
+    proc = ServerProcess(
+        ["--workers", "2", "--tls-cert-file", str(paths.cert), "--tls-key-file", str(paths.key)],
+        paths.ca_cert,
+        workdir,
+    )
+    try:
+        proc.wait_ready()
+        children = Path(f"/proc/{proc.process.pid}/task/{proc.process.pid}/children")
+        deadline = time.monotonic() + 10
+        while len(children.read_text().split()) != 2:
+            assert time.monotonic() < deadline, children.read_text()
+            time.sleep(0.1)
+        workers = children.read_text().split()
+        body = (REAL / "create-gpu-pod-no-annotations.json").read_bytes()
+        for _ in range(20):  # a new connection each time: the kernel spreads them
+            with proc.client() as client:
+                assert client.post("/mutate", content=body, headers=JSON).status_code == 200
+        os.kill(int(workers[0]), signal.SIGKILL)  # a crashed worker is replaced
+        deadline = time.monotonic() + 15
+        while True:
+            now = children.read_text().split()
+            if len(now) == 2 and workers[0] not in now:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.1)
+        proc.wait_ready()
+        workers = now
+    finally:
+        assert proc.stop() == 0, proc.log()
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()
