@@ -35,7 +35,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -249,14 +249,20 @@ class Informer(Generic[V]):
             self._resource_version = resource_version
 
     def _replace(self, list_object: Mapping[str, Any]) -> None:
-        resource_version = _resource_version_of(list_object)
-        if resource_version is None:
-            raise ValueError(f"{self.name}: the list has no metadata.resourceVersion to watch from")
         items: dict[Key, V] = {}
-        for obj in list_object.get("items") or ():
+        self._decode_into(items, list_object.get("items") or ())
+        self._swap(items, _resource_version_of(list_object))
+
+    def _decode_into(self, items: dict[Key, V], objects: Iterable[Mapping[str, Any]]) -> None:
+        for obj in objects:
             decoded = self._decode(obj)
             if decoded is not None and decoded[1] is not None:
                 items[decoded[0]] = decoded[1]
+
+    def _swap(self, items: dict[Key, V], resource_version: str | None) -> None:
+        """Replace the whole contents at once (readers see old or new, never a mix)."""
+        if resource_version is None:
+            raise ValueError(f"{self.name}: the list has no metadata.resourceVersion to watch from")
         self._store = _Store(items)
         self._resource_version = resource_version
         if not self.synced.is_set():
@@ -355,7 +361,10 @@ class Informer(Generic[V]):
 
     def _list(self) -> None:
         options = self.options
-        items: list[Any] = []
+        # Each page is reduced to what decisions need as soon as it arrives: holding every raw
+        # object until the last page would cost the memory of the whole list (about 1 KiB
+        # per NAD), and CPython keeps such memory once it has grown for it.
+        items: dict[Key, V] = {}
         continue_token: str | None = None
         while True:
             kwargs: dict[str, Any] = {
@@ -369,7 +378,7 @@ class Informer(Generic[V]):
                 page = orjson.loads(response.data)
             if not isinstance(page, dict):
                 raise ValueError(f"{self.name}: the list response is not a JSON object")
-            items.extend(page.get("items") or ())
+            self._decode_into(items, page.get("items") or ())
             metadata = page.get("metadata") or {}
             continue_token = metadata.get("continue") or None
             if continue_token is None:
@@ -377,7 +386,7 @@ class Informer(Generic[V]):
         self.consecutive_failures = 0
         if self.synced.is_set():
             self.relists += 1
-        self.apply(REPLACE, {"metadata": metadata, "items": items})
+        self._swap(items, _resource_version_of({"metadata": metadata}))
 
     def _watch(self) -> None:
         options = self.options
