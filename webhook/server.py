@@ -242,7 +242,9 @@ async def _reload_loop(context: AppContext) -> None:
                 )
         if context.tls is not None:
             try:
-                if await asyncio.to_thread(context.tls.reload_if_changed):
+                # On the event loop's own thread, never beside it: OpenSSL does not let a
+                # context's certificate change while another thread starts a handshake with it.
+                if context.tls.reload_if_changed():
                     context.metrics.certificate_reloads.labels("applied").inc()
                     context.metrics.certificate_expiry.set(context.tls.not_after().timestamp())
                     log.info("serving certificate reloaded")
