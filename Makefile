@@ -17,6 +17,7 @@ venv: $(STAMP)
 
 tools:
 	scripts/install-tools
+	tests/reliability/install-scanners
 
 ## run: serve the webhook on https://localhost:8443 with the embedded default policy and dev certificates
 run: $(STAMP)

@@ -291,6 +291,7 @@ def _serve_one(
 
     from webhook import logs
     from webhook.certs import ReloadingTLS
+    from webhook.protocol import HeadTimeoutProtocol
     from webhook.server import AppContext, create_app, describe
 
     tls = ReloadingTLS(cert_file, key_file, client_ca)
@@ -321,6 +322,7 @@ def _serve_one(
         lifespan="on",
         timeout_graceful_shutdown=25,
         ssl_context_factory=lambda _config, _default: tls.context,
+        http=HeadTimeoutProtocol,
     )
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the previous
     # handler in place; make that handler a clean exit, as a Kubernetes stop is not a failure.

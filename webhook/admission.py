@@ -25,7 +25,15 @@ INTERNAL_ERROR_WARNING = (
     "gpu-rdma-injector: internal error, pod admitted unchanged; see the webhook's logs"
 )
 
-_STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 422: "Invalid", 500: "InternalError"}
+_STATUS_REASONS = {
+    400: "BadRequest",
+    403: "Forbidden",
+    408: "Timeout",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    500: "InternalError",
+}
 
 
 class ReviewError(ValueError):

@@ -47,7 +47,7 @@ from kubernetes.client.exceptions import ApiException
 
 from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gpu_rdma_injector.kube_watch")
 
 NAD_GROUP = "k8s.cni.cncf.io"
 NAD_VERSION = "v1"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from webhook.nads import NadLookup, StaticNads
 from webhook.networks import (
+    MAX_ATTACHMENTS,
     NETWORKS_ANNOTATION,
     AnnotationError,
     NetworkRef,
@@ -158,14 +159,27 @@ class _Plan:
     def count(self, key: tuple[str, str]) -> int:
         return sum(1 for entry in self.entries if entry.resolved(self.namespace) == key)
 
-    def append(self, network: Network, reason: str) -> None:
-        taken = {entry.interface for entry in self.entries if entry.interface}
-        interface = network.interface if network.interface not in taken else None
-        entry = new_entry(self.form, network.nad_name, network.namespace, interface)
-        self.entries.append(entry)
-        self.added.append(entry)
+    def append(self, network: Network, reason: str, count: int = 1) -> None:
+        """Append `count` attachments of `network`; the first takes its interface if free."""
+        if len(self.entries) + count > MAX_ATTACHMENTS:
+            raise _TooManyAttachments(
+                f"the pod would need {len(self.entries) + count} network attachments "
+                f"({reason}); at most {MAX_ATTACHMENTS} per pod are supported, so check its "
+                "GPU and network resource counts"
+            )
+        taken: set[str | None] = {entry.interface for entry in self.entries if entry.interface}
+        for _ in range(count):
+            interface = network.interface if network.interface not in taken else None
+            taken.add(interface)
+            entry = new_entry(self.form, network.nad_name, network.namespace, interface)
+            self.entries.append(entry)
+            self.added.append(entry)
         if reason not in self.added_reasons:
             self.added_reasons.append(reason)
+
+
+class _TooManyAttachments(ValueError):
+    """A pod whose counts would need more attachments than any pod can use."""
 
 
 def decide(
@@ -223,13 +237,16 @@ def decide(
     }
 
     total_gpus = sum(gpus)
-    if total_gpus:
-        for network in networks:
+    try:
+        for network in networks if total_gpus else ():
             wanted = total_gpus if network.per_gpu else 1
             missing = wanted - plan.count(network.resolved(namespace))
             if missing > 0 and _usable(network, namespace, nads, plan):
-                for _ in range(missing):
-                    plan.append(network, "GPU pod")
+                plan.append(
+                    network, f"{total_gpus} GPUs" if network.per_gpu else "GPU pod", missing
+                )
+    except _TooManyAttachments as error:
+        return denied(str(error), 400, "too-many-attachments")
 
     _check_user_entries(current.entries, namespace, nads, plan)
 
@@ -264,6 +281,8 @@ def decide(
         _complete_requests_and_limits(resources, containers, plan)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
+    except _TooManyAttachments as error:
+        return denied(str(error), 400, "too-many-attachments")
 
     if plan.problems and policy.unknown_networks == "deny":
         return denied(plan.problems[0][0], 400, "unknown-network")
@@ -378,7 +397,7 @@ def _explicit_container(
     for container in containers:
         if container.name == name:
             return container
-    names = ", ".join(container.name for container in containers)
+    names = ", ".join(repr(container.name) for container in containers)
     raise ValueError(
         f"{CONTAINER_ANNOTATION} names container {name!r}, but the pod's containers are "
         f"{names}; set it to one of them"
@@ -422,8 +441,7 @@ def _balance(
             )
             return
         if _usable(source, plan.namespace, nads, plan):
-            for _ in range(requested - attached):
-                plan.append(source, f"pod requests {requested} {resource}")
+            plan.append(source, f"pod requests {requested} {resource}", requested - attached)
 
 
 def _planned_units(plan: _Plan, container: _Container, resource: str) -> int:
@@ -538,7 +556,7 @@ def _describe(plan: _Plan, containers: Sequence[_Container]) -> list[str]:
         if wanted:
             parts = ", ".join(f"{resource}={units}" for resource, units in wanted.items())
             warnings.append(
-                _warning(f"set {parts} (requests = limits) in container {container.name}")
+                _warning(f"set {parts} (requests = limits) in container {container.name!r}")
             )
     return warnings
 

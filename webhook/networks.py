@@ -35,6 +35,11 @@ _MAC = re.compile(
     r"|[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){19}|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4}){2,9})$"
 )
 _MAX_INTERFACE_LEN = 15  # IFNAMSIZ - 1 on Linux
+# No pod needs more attachments than this (8 GPUs x 8 rails is 64); a bound keeps one absurd
+# pod from occupying the server.
+MAX_ATTACHMENTS = 256
+# Multus's fields (cni-args included) are shallow; a bound keeps rendering safe.
+_MAX_JSON_DEPTH = 32
 
 
 class AnnotationError(ValueError):
@@ -80,8 +85,15 @@ def parse(value: str) -> NetworksAnnotation:
     if not value.strip():
         return EMPTY
     if any(marker in value for marker in '[{"'):
-        return NetworksAnnotation("json", _parse_json(value))
-    return NetworksAnnotation("comma", _parse_comma(value))
+        parsed = NetworksAnnotation("json", _parse_json(value))
+    else:
+        parsed = NetworksAnnotation("comma", _parse_comma(value))
+    if len(parsed.entries) > MAX_ATTACHMENTS:
+        raise AnnotationError(
+            f"{NETWORKS_ANNOTATION} lists {len(parsed.entries)} networks; at most "
+            f"{MAX_ATTACHMENTS} attachments per pod are supported"
+        )
+    return parsed
 
 
 def _parse_comma(value: str) -> tuple[NetworkRef, ...]:
@@ -133,12 +145,31 @@ def _parse_json(value: str) -> tuple[NetworkRef, ...]:
             f"{NETWORKS_ANNOTATION} is not valid JSON ({error}); write a JSON list such as "
             '[{"name": "sriov-rdma-net"}] or the comma form sriov-rdma-net'
         ) from None
+    if _depth(document) > _MAX_JSON_DEPTH:
+        raise AnnotationError(
+            f"{NETWORKS_ANNOTATION} nests JSON deeper than {_MAX_JSON_DEPTH} levels; "
+            "Multus reads only flat entries"
+        )
     if not isinstance(document, list):
         raise AnnotationError(
             f"{NETWORKS_ANNOTATION} must be a JSON list of objects, not {_json_type(document)}; "
             'write [{"name": "sriov-rdma-net"}]'
         )
     return tuple(_json_entry(entry, index) for index, entry in enumerate(document, start=1))
+
+
+def _depth(document: object) -> int:
+    """How deeply lists and objects nest in `document` (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > _MAX_JSON_DEPTH:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _json_entry(entry: object, index: int) -> NetworkRef:

@@ -34,6 +34,15 @@ _QUANTITY = re.compile(
 )
 
 
+# Longer strings are no quantity the API server would store (and int() refuses huge ones).
+_MAX_LENGTH = 64
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class QuantityError(ValueError):
     """A value that is not a Kubernetes quantity."""
 
@@ -46,9 +55,9 @@ def parse_quantity(value: object) -> Fraction:
         return Fraction(value)
     if isinstance(value, float):
         return Fraction(str(value))
-    if not isinstance(value, str):
-        raise QuantityError(f"{value!r} is not a quantity")
-    if value.isdigit():  # the common case: "1", "8"
+    if not isinstance(value, str) or len(value) > _MAX_LENGTH:
+        raise QuantityError(f"{_shorten(value)} is not a quantity")
+    if value.isascii() and value.isdigit():  # the common case: "1", "8"
         return Fraction(int(value))
     match = _QUANTITY.match(value.strip())
     if match is None:

@@ -33,10 +33,15 @@ from webhook.mutation import NO_NADS, Decision
 from webhook.nads import NadLookup
 from webhook.reload import PolicyStore
 
+# A review body must arrive within this long of its head (its head has its own deadline,
+# webhook.protocol); the API server sends a review in one go, only a stalling client is slower.
+BODY_TIMEOUT = 10.0
 DEFAULT_MAX_BODY_BYTES = (
     3 * 1024 * 1024
 )  # the API server caps objects at 1.5 MiB; reviews carry one
 JSON_TYPES = ("application/json",)
+# Fields copied from a request into a log line are cut to this length (real ones are far shorter).
+_LOGGED_FIELD_LENGTH = 256
 
 
 def _no_namespace_annotations(namespace: str) -> Mapping[str, str] | None:
@@ -76,8 +81,15 @@ class _MutateEndpoint:
         if scope["method"] != "POST":
             await _send(send, 405, error_body("use POST for /mutate", 405), ((b"allow", b"POST"),))
             return
-        status, payload = await self._answer(scope, receive)
-        await _send(send, status, payload)
+        try:
+            status, payload = await self._answer(scope, receive)
+        except _ClientGone:
+            self.log.debug("client closed the connection before sending its whole body")
+            return
+        # An answer before the whole body was read ends the connection: what is left of the
+        # body must not be taken for the next request.
+        close = ((b"connection", b"close"),) if status in (408, 413) else ()
+        await _send(send, status, payload, close)
 
     async def _answer(self, scope: Any, receive: Any) -> tuple[int, bytes]:
         started = time.perf_counter()
@@ -91,7 +103,11 @@ class _MutateEndpoint:
         if media_type not in JSON_TYPES:
             return self._reject(415, f"content type must be application/json, not {media_type!r}")
         limit = self.context.max_body_bytes
-        body = await _read_body(receive, declared, limit)
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await _read_body(receive, declared, limit)
+        except TimeoutError:
+            return self._reject(408, f"request body did not arrive within {BODY_TIMEOUT:.0f} s")
         if body is None:
             return self._reject(413, f"request body is larger than {limit} bytes")
         try:
@@ -108,9 +124,9 @@ class _MutateEndpoint:
             "admission",
             extra={
                 "fields": {
-                    "uid": review.uid,
-                    "namespace": review.namespace,
-                    "pod": review.name,
+                    "uid": review.uid[:_LOGGED_FIELD_LENGTH],
+                    "namespace": review.namespace[:_LOGGED_FIELD_LENGTH],
+                    "pod": review.name[:_LOGGED_FIELD_LENGTH],
                     "operation": review.operation,
                     "dry_run": review.dry_run,
                     "outcome": decision.outcome,
@@ -145,6 +161,10 @@ class _MutateEndpoint:
         return status, error_body(message, status)
 
 
+class _ClientGone(Exception):
+    """The client closed the connection before its request body arrived."""
+
+
 async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes | None:
     """The request body, or None when it is (or says it will be) larger than `limit`."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -153,8 +173,8 @@ async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes 
     size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return b""
+        if message["type"] != "http.request":
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

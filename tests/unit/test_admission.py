@@ -137,7 +137,7 @@ def test_error_body_is_a_status() -> None:
         "metadata": {},
         "status": "Failure",
         "message": "nope",
-        "reason": "BadRequest",
+        "reason": "RequestEntityTooLarge",
         "code": 413,
     }
 

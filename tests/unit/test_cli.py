@@ -57,7 +57,7 @@ def test_mutate_review_prints_patch_and_warnings(capsys: pytest.CaptureFixture[s
     assert err.splitlines() == [
         "warning: gpu-rdma-injector: added networks sriov-rdma-net (GPU pod)",
         "warning: gpu-rdma-injector: set openshift.io/mellanoxnics=1 (requests = limits) in "
-        "container worker",
+        "container 'worker'",
     ]
 
 

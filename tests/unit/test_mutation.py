@@ -148,7 +148,7 @@ def test_unknown_explicit_container_is_denied() -> None:
     decision = decide(p, "ns", default_policy())
     assert not decision.allowed
     assert decision.message == (
-        "gpu-rdma-injector/container names container 'nope', but the pod's containers are a; "
+        "gpu-rdma-injector/container names container 'nope', but the pod's containers are 'a'; "
         "set it to one of them"
     )
 
@@ -405,3 +405,22 @@ def test_halves_are_equal_after_mutation(p: dict[str, Any], policy: Policy) -> N
             units += whole_units(limit or 0)
         assert units == attached or (units >= attached and not entries)
         assert units >= attached
+
+
+@pytest.mark.parametrize(
+    ("policy_text", "resources"),
+    [
+        (
+            "networks: [{name: n, resourceName: example.com/vf}]",
+            {"limits": {"example.com/vf": "1000000"}, "requests": {"example.com/vf": "1000000"}},
+        ),
+        (
+            "networks: [{name: n, resourceName: example.com/vf, perGpu: true}]",
+            {"limits": {"nvidia.com/gpu": "1e18"}},
+        ),
+    ],
+)
+def test_absurd_counts_are_denied_at_once(policy_text: str, resources: dict[str, Any]) -> None:
+    decision = decide(pod(container("c", **resources)), "ns", parse_policy(policy_text, "p"))
+    assert (decision.allowed, decision.reason) == (False, "too-many-attachments")
+    assert "at most 256 per pod are supported" in decision.message

@@ -146,3 +146,10 @@ def test_parser_never_fails_other_than_annotation_error(value: str) -> None:
     except AnnotationError:
         return
     assert parse(render(parsed.form, parsed.entries)).entries == parsed.entries
+
+
+def test_too_many_entries_and_too_deep_json_are_refused() -> None:
+    with pytest.raises(AnnotationError, match="lists 257 networks; at most 256"):
+        parse(",".join(["a"] * 257))
+    with pytest.raises(AnnotationError, match="deeper than 32 levels"):
+        parse('[{"name": "a", "x": ' + "[" * 40 + "]" * 40 + "}]")

@@ -39,3 +39,9 @@ def test_whole_units() -> None:
         whole_units("500m")
     with pytest.raises(QuantityError, match="whole"):
         whole_units("-1")
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 5000, "1" * 65])
+def test_odd_and_huge_digit_strings(value: str) -> None:
+    with pytest.raises(QuantityError, match="is not a quantity"):
+        parse_quantity(value)
