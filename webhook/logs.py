@@ -31,6 +31,10 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str) -> logging.Logger:
     """JSON lines for our logger and uvicorn's; returns the webhook's logger."""
+    # The JSON lines use none of these; gathering them costs system calls on every record.
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     for name in (LOGGER_NAME, "uvicorn", "uvicorn.error"):

@@ -16,6 +16,7 @@ Nothing else in the pod is touched; a mutated pod mutates to an empty patch.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -464,6 +465,8 @@ def _targets(
     gpu_containers = [c for c, count in zip(containers, gpus, strict=True) if count]
     if not gpu_containers:
         return [(containers[0], missing)]
+    if not per_gpu:
+        return [(gpu_containers[0], missing)]
     targets: list[tuple[_Container, int]] = []
     if per_gpu:
         # Each GPU container gets the units for its own GPUs first.
@@ -543,13 +546,8 @@ def _describe(plan: _Plan, containers: Sequence[_Container]) -> list[str]:
     """Short warnings saying what was injected and why."""
     warnings = []
     if plan.added:
-        names = list(dict.fromkeys(entry.display() for entry in plan.added))
-        counted = ", ".join(
-            f"{name} x{sum(1 for e in plan.added if e.display() == name)}"
-            if sum(1 for e in plan.added if e.display() == name) > 1
-            else name
-            for name in names
-        )
+        times = Counter(entry.display() for entry in plan.added)  # keeps first-seen order
+        counted = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in times.items())
         warnings.append(_warning(f"added networks {counted} ({'; '.join(plan.added_reasons)})"))
     for container in containers:
         wanted = plan.units.get(container.index)

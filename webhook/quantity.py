@@ -6,6 +6,7 @@ whole-unit count of an extended resource (GPUs, SR-IOV virtual functions).
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -73,6 +74,18 @@ def parse_quantity(value: object) -> Fraction:
 
 def whole_units(value: object) -> int:
     """The count of an extended resource; extended resources come only in whole units."""
+    if isinstance(value, str):
+        return _whole_units_of_text(value)
+    return _whole_units(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _whole_units_of_text(value: str) -> int:
+    # Cached: the same few strings ("1", "8") are parsed on every review.
+    return _whole_units(value)
+
+
+def _whole_units(value: object) -> int:
     quantity = parse_quantity(value)
     if quantity.denominator != 1 or quantity < 0:
         raise QuantityError(f"{value!r} is not a whole, non-negative number of units")
