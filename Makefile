@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml requirements-dev.lock
 
 venv: $(STAMP)
 
-tools:
+tools: $(STAMP)
 	scripts/install-tools
 	tests/reliability/install-scanners
+	benchmarks/run --install-only
 
 ## run: serve the webhook on https://localhost:8443 with the embedded default policy and dev certificates
 run: $(STAMP)

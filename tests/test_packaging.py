@@ -26,7 +26,8 @@ def test_locks_cover_declared_dependencies() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = _names(project["dependencies"])
     assert runtime <= set(_pins("requirements.lock")), runtime - set(_pins("requirements.lock"))
-    dev = runtime | _names(project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    dev = runtime | _names(extras["test"]) | _names(extras["bench"])
     assert dev <= set(_pins("requirements-dev.lock")), dev - set(_pins("requirements-dev.lock"))
 
 
