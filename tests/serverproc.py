@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+from cryptography import x509
 
 
 def free_port() -> int:
@@ -80,6 +81,17 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"server not ready after {timeout}s: {self.log()}")
+
+    def served_serial(self) -> int:
+        """The serial number of the certificate the server presents to a new connection."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).serial_number
 
     def log(self) -> str:
         if not self._log.closed:

@@ -147,7 +147,7 @@ def test_certificate_rotation_under_load(tmp_path: Path) -> None:
             renewed = generate_serving(ca, ["localhost", "127.0.0.1"])
             write_bundle(tls_dir, ca, renewed)
             started = time.monotonic()
-            while _served_serial(server) != renewed.cert.serial_number:
+            while server.served_serial() != renewed.cert.serial_number:
                 assert time.monotonic() - started < 10, "renewed certificate not served"
                 time.sleep(0.05)
             rotations.append(time.monotonic() - started)
@@ -157,19 +157,3 @@ def test_certificate_rotation_under_load(tmp_path: Path) -> None:
         assert errors(stats) == 0, stats
     finally:
         assert server.stop() == 0, server.log()
-
-
-def _served_serial(server: ServerProcess) -> int:
-    import socket
-    import ssl
-
-    from cryptography import x509
-
-    context = ssl.create_default_context(cafile=str(server.ca_file))
-    with (
-        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import FIXTURES, decoded_patch
-from cryptography import x509
 from serverproc import ServerProcess
 
 from webhook.certs import generate_bundle, generate_ca, generate_serving, write_bundle
@@ -198,17 +197,6 @@ def test_policy_hot_reload(server: ServerProcess, workdir: Path) -> None:
     assert "policy reload rejected" in server.log()
 
 
-def _served_serial(server: ServerProcess) -> int:
-    context = ssl.create_default_context(cafile=str(server.ca_file))
-    with (
-        socket.create_connection(("127.0.0.1", server.port)) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
-
-
 def test_certificate_rotation_without_restart(workdir: Path) -> None:
     ca = generate_ca()
     tls_dir = workdir / "rotating"
@@ -227,14 +215,14 @@ def test_certificate_rotation_without_restart(workdir: Path) -> None:
     )
     try:
         proc.wait_ready()
-        before = _served_serial(proc)
+        before = proc.served_serial()
         renewed = generate_serving(ca, ["localhost"])
         write_bundle(tls_dir, ca, renewed)
         deadline = time.monotonic() + 10
-        while _served_serial(proc) == before:
+        while proc.served_serial() == before:
             assert time.monotonic() < deadline, "renewed certificate not served within 10 s"
             time.sleep(0.1)
-        assert _served_serial(proc) == renewed.cert.serial_number
+        assert proc.served_serial() == renewed.cert.serial_number
     finally:
         assert proc.stop() == 0
 
