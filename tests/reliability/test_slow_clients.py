@@ -172,8 +172,9 @@ def _trickle(server: ServerProcess, closed: list[float], stop: threading.Event) 
                     continue
                 try:
                     sock.sendall(head[position : position + 1])
-                except OSError:
+                except OSError:  # the server cut it off (its request-head deadline)
                     closed.append(round(time.monotonic() - started, 2))
+                    sock.close()
                     connections[index] = None
             position += 1
             stop.wait(TRICKLE_INTERVAL)
