@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
+from webhook.certs import generate_bundle
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -108,3 +110,21 @@ class ServerProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def serve_in_cluster_mode(kubeconfig: Path, policy: str, workdir: Path) -> ServerProcess:
+    """`serve` reading NADs and namespaces from the API server `kubeconfig` points at (the
+    tests' double), with `policy` and a fresh certificate for localhost; not yet waited for."""
+    paths = generate_bundle(workdir / "tls", ["localhost"])
+    (workdir / "policy.yaml").write_text(policy)
+    args = [
+        "--kubeconfig",
+        str(kubeconfig),
+        "--config",
+        str(workdir / "policy.yaml"),
+        "--tls-cert-file",
+        str(paths.cert),
+        "--tls-key-file",
+        str(paths.key),
+    ]
+    return ServerProcess(args, paths.ca_cert, workdir, no_kube=False)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, decoded_patch
-from serverproc import ServerProcess
+from serverproc import ServerProcess, serve_in_cluster_mode
 
 from tests.kube_api_double import KubeApiDouble
-from webhook.certs import generate_bundle
 
 REVIEW = FIXTURES / "admission-reviews" / "create-gpu-pod-no-annotations.json"
 NADS = FIXTURES / "nads"
@@ -59,20 +58,7 @@ def api() -> Iterator[KubeApiDouble]:
 
 
 def _serve(api: KubeApiDouble, tmp_path: Path, policy: str) -> ServerProcess:
-    paths = generate_bundle(tmp_path / "tls", ["localhost"])
-    (tmp_path / "policy.yaml").write_text(policy)
-    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
-    args = [
-        "--kubeconfig",
-        str(kubeconfig),
-        "--config",
-        str(tmp_path / "policy.yaml"),
-        "--tls-cert-file",
-        str(paths.cert),
-        "--tls-key-file",
-        str(paths.key),
-    ]
-    return ServerProcess(args, paths.ca_cert, tmp_path, no_kube=False)
+    return serve_in_cluster_mode(api.kubeconfig(tmp_path / "kubeconfig"), policy, tmp_path)
 
 
 def test_resource_comes_from_the_nad_and_typos_are_refused(

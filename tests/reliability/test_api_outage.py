@@ -38,12 +38,11 @@ from reliability_support import (
     metric,
     print_table,
     scaled,
-    tls_bundle,
     tls_context,
     wait_for,
     write_report,
 )
-from serverproc import ServerProcess
+from serverproc import ServerProcess, serve_in_cluster_mode
 
 from tests.kube_api_double import KubeApiDouble
 
@@ -146,19 +145,9 @@ class Admissions:
 
 
 def _serve(api: KubeApiDouble, tmp_path: Path) -> ServerProcess:
-    paths = tls_bundle(tmp_path / "tls")
-    (tmp_path / "policy.yaml").write_text("networks: [{name: sriov-rdma-net}]\n")
-    args = [
-        "--kubeconfig",
-        str(api.kubeconfig(tmp_path / "kubeconfig")),
-        "--config",
-        str(tmp_path / "policy.yaml"),
-        "--tls-cert-file",
-        str(paths.cert),
-        "--tls-key-file",
-        str(paths.key),
-    ]
-    return ServerProcess(args, paths.ca_cert, tmp_path, no_kube=False)
+    return serve_in_cluster_mode(
+        api.kubeconfig(tmp_path / "kubeconfig"), "networks: [{name: sriov-rdma-net}]\n", tmp_path
+    )
 
 
 def _metrics(server: ServerProcess) -> dict[str, float | None]:
