@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
-from webhook.certs import generate_bundle
+from webhook.certs import CertPaths, generate_bundle
 
 
 def free_port() -> int:
@@ -60,6 +60,18 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+        )
+
+    @classmethod
+    def with_certificate(
+        cls, paths: CertPaths, workdir: Path, *args: str, no_kube: bool = True
+    ) -> ServerProcess:
+        """Serve `paths`' certificate and key (clients trust `paths.ca_cert`), plus `args`."""
+        return cls(
+            ["--tls-cert-file", str(paths.cert), "--tls-key-file", str(paths.key), *args],
+            paths.ca_cert,
+            workdir,
+            no_kube=no_kube,
         )
 
     @property
@@ -117,14 +129,12 @@ def serve_in_cluster_mode(kubeconfig: Path, policy: str, workdir: Path) -> Serve
     tests' double), with `policy` and a fresh certificate for localhost; not yet waited for."""
     paths = generate_bundle(workdir / "tls", ["localhost"])
     (workdir / "policy.yaml").write_text(policy)
-    args = [
+    return ServerProcess.with_certificate(
+        paths,
+        workdir,
         "--kubeconfig",
         str(kubeconfig),
         "--config",
         str(workdir / "policy.yaml"),
-        "--tls-cert-file",
-        str(paths.cert),
-        "--tls-key-file",
-        str(paths.key),
-    ]
-    return ServerProcess(args, paths.ca_cert, workdir, no_kube=False)
+        no_kube=False,
+    )

@@ -73,17 +73,11 @@ def test_soak_no_errors_and_bounded_memory(tmp_path: Path) -> None:
     total = 100_000 if LONG else 6_000
     ca = generate_ca()
     paths = write_bundle(tmp_path / "tls", ca, generate_serving(ca, ["localhost", "127.0.0.1"]))
-    server = ServerProcess(
-        [
-            "--tls-cert-file",
-            str(paths.cert),
-            "--tls-key-file",
-            str(paths.key),
-            "--log-level",
-            "info",
-        ],
-        paths.ca_cert,
+    server = ServerProcess.with_certificate(
+        paths,
         tmp_path,
+        "--log-level",
+        "info",
     )
     try:
         server.wait_ready()
@@ -122,17 +116,11 @@ def test_certificate_rotation_under_load(tmp_path: Path) -> None:
     ca = generate_ca()
     tls_dir = tmp_path / "tls"
     paths = write_bundle(tls_dir, ca, generate_serving(ca, ["localhost", "127.0.0.1"]))
-    server = ServerProcess(
-        [
-            "--tls-cert-file",
-            str(paths.cert),
-            "--tls-key-file",
-            str(paths.key),
-            "--reload-interval",
-            "0.2",
-        ],
-        paths.ca_cert,
+    server = ServerProcess.with_certificate(
+        paths,
         tmp_path,
+        "--reload-interval",
+        "0.2",
     )
     rotations: list[float] = []
     try:

@@ -96,11 +96,7 @@ def running_server(
     if policy is not None:
         (workdir / "policy.yaml").write_text(policy)
         extra += ["--config", str(workdir / "policy.yaml")]
-    server = ServerProcess(
-        ["--tls-cert-file", str(paths.cert), "--tls-key-file", str(paths.key), *extra],
-        paths.ca_cert,
-        workdir,
-    )
+    server = ServerProcess.with_certificate(paths, workdir, *extra)
     try:
         server.wait_ready()
         yield server

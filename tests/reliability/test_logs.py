@@ -208,17 +208,11 @@ def test_cluster_mode_logs_are_json_lines_too(tmp_path: Path) -> None:
     with KubeApiDouble() as api:
         api.ensure_namespace("team-a")
         paths = generate_bundle(tmp_path / "tls", ["localhost"])
-        server = ServerProcess(
-            [
-                "--kubeconfig",
-                str(api.kubeconfig(tmp_path / "kubeconfig")),
-                "--tls-cert-file",
-                str(paths.cert),
-                "--tls-key-file",
-                str(paths.key),
-            ],
-            paths.ca_cert,
+        server = ServerProcess.with_certificate(
+            paths,
             tmp_path,
+            "--kubeconfig",
+            str(api.kubeconfig(tmp_path / "kubeconfig")),
             no_kube=False,
         )
         try:

@@ -34,19 +34,13 @@ def server(workdir: Path) -> Iterator[ServerProcess]:
     policy.write_text(
         "networks: [{name: sriov-rdma-net, resourceName: openshift.io/mellanoxnics}]\n"
     )
-    proc = ServerProcess(
-        [
-            "--config",
-            str(policy),
-            "--tls-cert-file",
-            str(paths.cert),
-            "--tls-key-file",
-            str(paths.key),
-            "--reload-interval",
-            "0.2",
-        ],
-        paths.ca_cert,
+    proc = ServerProcess.with_certificate(
+        paths,
         workdir,
+        "--config",
+        str(policy),
+        "--reload-interval",
+        "0.2",
     )
     try:
         proc.wait_ready()
@@ -201,17 +195,11 @@ def test_certificate_rotation_without_restart(workdir: Path) -> None:
     ca = generate_ca()
     tls_dir = workdir / "rotating"
     paths = write_bundle(tls_dir, ca, generate_serving(ca, ["localhost"]))
-    proc = ServerProcess(
-        [
-            "--tls-cert-file",
-            str(paths.cert),
-            "--tls-key-file",
-            str(paths.key),
-            "--reload-interval",
-            "0.2",
-        ],
-        paths.ca_cert,
+    proc = ServerProcess.with_certificate(
+        paths,
         workdir,
+        "--reload-interval",
+        "0.2",
     )
     try:
         proc.wait_ready()
@@ -232,17 +220,11 @@ def test_mutual_tls(workdir: Path) -> None:
     client_ca = generate_ca("api-server clients")
     client = generate_serving(client_ca, ["kube-apiserver"], client_auth=True)
     client_paths = write_bundle(workdir / "mtls-client", client_ca, client)
-    proc = ServerProcess(
-        [
-            "--tls-cert-file",
-            str(server_paths.cert),
-            "--tls-key-file",
-            str(server_paths.key),
-            "--client-ca-file",
-            str(client_paths.ca_cert),
-        ],
-        server_paths.ca_cert,
+    proc = ServerProcess.with_certificate(
+        server_paths,
         workdir,
+        "--client-ca-file",
+        str(client_paths.ca_cert),
     )
     try:
         with_cert = ssl.create_default_context(cafile=str(server_paths.ca_cert))
@@ -288,11 +270,7 @@ def test_bad_policy_file_stops_start_up_with_one_line(workdir: Path) -> None:
 
 def test_workers_share_the_port_and_stop_cleanly(workdir: Path) -> None:
     paths = generate_bundle(workdir / "workers-tls", ["localhost"])
-    proc = ServerProcess(
-        ["--workers", "2", "--tls-cert-file", str(paths.cert), "--tls-key-file", str(paths.key)],
-        paths.ca_cert,
-        workdir,
-    )
+    proc = ServerProcess.with_certificate(paths, workdir, "--workers", "2")
     try:
         proc.wait_ready()
         children = Path(f"/proc/{proc.process.pid}/task/{proc.process.pid}/children")
