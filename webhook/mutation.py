@@ -21,16 +21,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from webhook.messages import QUOTE_LIMIT, quote
 from webhook.nads import NadLookup, StaticNads
 from webhook.networks import (
+    DEFAULT_NETWORK_ANNOTATION,
+    EMPTY,
     MAX_ATTACHMENTS,
     NETWORKS_ANNOTATION,
     AnnotationError,
     NetworkRef,
     NetworksAnnotation,
+    appended,
     new_entry,
     parse,
-    render,
+    parse_default_network,
 )
 from webhook.patch import Op, OpName, pointer
 from webhook.policy import Network, Policy
@@ -41,6 +45,9 @@ CONTAINER_ANNOTATION = "gpu-rdma-injector/container"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 WARNING_PREFIX = "gpu-rdma-injector: "
 MAX_WARNING_LENGTH = 119
+# The API server refuses a pod whose annotations (keys and values) exceed this many bytes; a
+# mutating webhook sees the pod before that check, so it applies it first.
+TOTAL_ANNOTATION_BYTES = 256 * 1024
 
 Outcome = Literal["mutated", "unchanged", "skipped", "denied", "error"]
 
@@ -102,7 +109,8 @@ class _Container:
             return whole_units(section[resource])
         except QuantityError as error:
             raise PodShapeError(
-                f"container {self.name!r} asks for {resource} {section[resource]!r}: {error}"
+                f"container {quote(self.name)} asks for {resource[:QUOTE_LIMIT]} "
+                f"{quote(section[resource])}: {error}"
             ) from None
 
 
@@ -119,12 +127,16 @@ def _read_containers(pod: Mapping[str, Any]) -> list[_Container]:
             raise PodShapeError(f"spec.containers[{index}] is not a container with a name")
         resources = container.get("resources")
         if resources is not None and not isinstance(resources, Mapping):
-            raise PodShapeError(f"container {container['name']!r} has resources that are not a map")
+            raise PodShapeError(
+                f"container {quote(container['name'])} has resources that are not a map"
+            )
         sections: list[Mapping[str, Any] | None] = []
         for key in ("requests", "limits"):
             section = resources.get(key) if resources else None
             if section is not None and not isinstance(section, Mapping):
-                raise PodShapeError(f"container {container['name']!r} has {key} that are not a map")
+                raise PodShapeError(
+                    f"container {quote(container['name'])} has {key} that are not a map"
+                )
             sections.append(section)
         requests, limits = sections
         containers.append(_Container(index, container["name"], resources, requests, limits))
@@ -148,7 +160,6 @@ class _Plan:
     """What the decision has chosen so far; turned into patch ops at the end."""
 
     namespace: str
-    form: Literal["comma", "json"]
     entries: list[NetworkRef]
     added: list[NetworkRef] = field(default_factory=list)
     added_reasons: list[str] = field(default_factory=list)
@@ -172,7 +183,7 @@ class _Plan:
         for _ in range(count):
             interface = network.interface if network.interface not in taken else None
             taken.add(interface)
-            entry = new_entry(self.form, network.nad_name, network.namespace, interface)
+            entry = new_entry(network.nad_name, network.namespace, interface)
             self.entries.append(entry)
             self.added.append(entry)
         if reason not in self.added_reasons:
@@ -181,6 +192,10 @@ class _Plan:
 
 class _TooManyAttachments(ValueError):
     """A pod whose counts would need more attachments than any pod can use."""
+
+
+class _UnknownContainer(ValueError):
+    """The container annotation names a container the pod does not have."""
 
 
 def decide(
@@ -196,29 +211,53 @@ def decide(
         containers = _read_containers(pod)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
-
-    if str(annotations.get(INJECT_ANNOTATION, "")).lower() == "false":
-        return skipped("opted-out")
     if MIRROR_ANNOTATION in annotations:
         return skipped("mirror-pod")
+    if _annotation_bytes(annotations) > TOTAL_ANNOTATION_BYTES:
+        return denied(
+            f"metadata.annotations: Too long: may not be more than {TOTAL_ANNOTATION_BYTES} bytes",
+            422,
+            "annotations-too-long",
+        )
 
     try:
-        networks = _networks_for(namespace, policy, namespace_annotations)
         raw = annotations.get(NETWORKS_ANNOTATION)
-        current = parse(raw) if raw is not None else NetworksAnnotation("comma", ())
+        current = parse(raw) if raw is not None else EMPTY
+        default_network = (
+            parse_default_network(annotations[DEFAULT_NETWORK_ANNOTATION])
+            if DEFAULT_NETWORK_ANNOTATION in annotations
+            else None
+        )
     except AnnotationError as error:
         return denied(str(error), 400, "malformed-annotation")
 
-    allowed_namespaces = (
-        {namespace} | set(policy.allowed_nad_namespaces) | policy.network_namespaces()
-    )
+    # The boundary holds for every pod, opted out or not: opting out skips injection only.
     for entry in current.entries:
-        if entry.namespace and entry.namespace not in allowed_namespaces:
+        if not policy.allows(namespace, entry.resolved(namespace)):
+            return _outside(
+                f"{NETWORKS_ANNOTATION} entry {quote(entry.display())}", entry, namespace, namespace
+            )
+    if default_network is not None:
+        key = default_network.resolved(policy.multus_namespace)
+        if not policy.allows(namespace, key):
+            return _outside(
+                DEFAULT_NETWORK_ANNOTATION, default_network, namespace, policy.multus_namespace
+            )
+
+    if str(annotations.get(INJECT_ANNOTATION, "")).lower() == "false":
+        return skipped("opted-out")
+
+    try:
+        networks = _networks_for(namespace, policy, namespace_annotations)
+    except AnnotationError as error:
+        return denied(str(error), 400, "malformed-annotation")
+    for network in networks:
+        if not policy.allows(namespace, network.resolved(namespace)):
             return denied(
-                f"{NETWORKS_ANNOTATION} entry {entry.display()!r} points into namespace "
-                f"{entry.namespace!r}, which pods in {namespace!r} may not use; reference a NAD "
-                f"in {namespace!r} or ask the cluster admin to add {entry.namespace!r} to "
-                "allowedNadNamespaces",
+                f"namespace {quote(namespace)} has {policy.namespace_networks_annotation} naming "
+                f"{quote(network.name)}, a NAD outside the namespaces its pods may use; the "
+                "namespace's owner must name a NAD in the namespace, or the cluster admin add "
+                f"{quote(network.name)} to allowedNadNamespaces",
                 403,
                 "namespace-not-allowed",
             )
@@ -228,10 +267,11 @@ def decide(
         explicit = _explicit_container(annotations, containers)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
-    except ValueError as error:
+    except _UnknownContainer as error:
         return denied(str(error), 400, "unknown-container")
 
-    plan = _Plan(namespace, current.form, list(current.entries))
+    plan = _Plan(namespace, list(current.entries))
+    plan.warnings.extend(_respelt_warnings(current))
     resource_of_network = {
         network.name: _resource(nads, network.resolved(namespace), network, plan)
         for network in networks
@@ -249,17 +289,23 @@ def decide(
     except _TooManyAttachments as error:
         return denied(str(error), 400, "too-many-attachments")
 
-    _check_user_entries(current.entries, namespace, nads, plan)
+    user_references = [(entry, entry.resolved(namespace)) for entry in current.entries]
+    if default_network is not None:
+        user_references.append((default_network, default_network.resolved(policy.multus_namespace)))
+    _check_user_entries(user_references, nads, plan)
 
     by_reference = {network.resolved(namespace): network for network in networks}
 
-    def resource_of(entry: NetworkRef) -> str | None:
-        key = entry.resolved(namespace)
+    def resource_of(key: tuple[str, str]) -> str | None:
         return _resource(nads, key, by_reference.get(key), plan)
 
     attachments: dict[str, int] = {}
-    for entry in plan.entries:
-        resource = resource_of(entry)
+    keys = [entry.resolved(namespace) for entry in plan.entries]
+    if default_network is not None:
+        # The NAD that replaces eth0 takes a device of its resource like any attachment.
+        keys.append(default_network.resolved(policy.multus_namespace))
+    for key in keys:
+        resource = resource_of(key)
         if resource is not None:
             attachments[resource] = attachments.get(resource, 0) + 1
     resources = list(
@@ -289,11 +335,49 @@ def decide(
         return denied(plan.problems[0][0], 400, "unknown-network")
     plan.warnings[:0] = [warning for _, warning in plan.problems]
 
-    ops = _annotation_ops(pod, annotations, plan) + _resource_ops(containers, plan)
+    ops = _annotation_ops(pod, annotations, current, plan) + _resource_ops(containers, plan)
     warnings = _describe(plan, containers) + plan.warnings
     if not ops:
         return Decision(True, "unchanged", "nothing-missing", warnings=tuple(warnings))
     return Decision(True, "mutated", "injected", tuple(ops), tuple(warnings))
+
+
+def _annotation_bytes(annotations: Mapping[str, Any]) -> int:
+    """Bytes of keys and values, as the API server counts them (UTF-8)."""
+    total = 0
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue  # not a string: the parse that reads it says so
+        total += (
+            len(key) + len(value)
+            if key.isascii() and value.isascii()
+            else (
+                len(key.encode("utf-8", "surrogatepass"))
+                + len(value.encode("utf-8", "surrogatepass"))
+            )
+        )
+    return total
+
+
+def _outside(subject: str, entry: NetworkRef, pod_namespace: str, default: str) -> Decision:
+    target, name = entry.resolved(default)
+    return denied(
+        f"{subject} points at NAD {quote(name)} in namespace {quote(target)}, which pods in "
+        f"{quote(pod_namespace)} may not use; reference a NAD in {quote(pod_namespace)}, or ask "
+        f"the cluster admin to add {quote(target)} (or {quote(target + '/' + name)}) to "
+        "allowedNadNamespaces",
+        403,
+        "namespace-not-allowed",
+    )
+
+
+def _respelt_warnings(annotation: NetworksAnnotation) -> list[str]:
+    """Warn about JSON keys Multus reads as another key (e.g. "Namespace" as "namespace")."""
+    warnings = []
+    for index, entry in enumerate(annotation.entries, start=1):
+        for key, name in entry.selection.respelt if entry.selection else ():
+            warnings.append(_warning(f'entry {index}: Multus reads key "{key}" as "{name}"'))
+    return warnings
 
 
 def _networks_for(
@@ -309,7 +393,7 @@ def _networks_for(
         chosen = parse(value)
     except AnnotationError as error:
         raise AnnotationError(
-            f"namespace {namespace!r} has a malformed {policy.namespace_networks_annotation} "
+            f"namespace {quote(namespace)} has a malformed {policy.namespace_networks_annotation} "
             f"annotation ({error}); the namespace's owner must fix it"
         ) from None
     by_reference = {network.resolved(namespace): network for network in policy.networks}
@@ -355,8 +439,8 @@ def _unknown_nad(
     existing = nads.names_in(namespace)
     there = ", ".join(existing[:8]) + (", ..." if len(existing) > 8 else "") if existing else "none"
     message = (
-        f"{subject}: NetworkAttachmentDefinition {name!r} does not exist in namespace "
-        f"{namespace!r} (NADs there: {there}); fix the name or create the NAD"
+        f"{subject}: NetworkAttachmentDefinition {quote(name)} does not exist in namespace "
+        f"{quote(namespace)} (NADs there: {there}); fix the name or create the NAD"
     )
     return message, _warning(f"NAD {name!r} not found in namespace {namespace!r}; {consequence}")
 
@@ -371,17 +455,17 @@ def _note_problem(plan: _Plan, problem: tuple[str, str] | None) -> bool:
 
 
 def _usable(network: Network, namespace: str, nads: NadLookup, plan: _Plan) -> bool:
-    subject = f"policy network {network.name!r}"
+    subject = f"policy network {quote(network.name)}"
     problem = _unknown_nad(nads, network.resolved(namespace), subject, "not injected")
     return _note_problem(plan, problem)
 
 
 def _check_user_entries(
-    entries: Iterable[NetworkRef], namespace: str, nads: NadLookup, plan: _Plan
+    references: Iterable[tuple[NetworkRef, tuple[str, str]]], nads: NadLookup, plan: _Plan
 ) -> None:
-    for entry in entries:
-        subject = f"{NETWORKS_ANNOTATION} entry {entry.display()!r}"
-        problem = _unknown_nad(nads, entry.resolved(namespace), subject, "pod will not start")
+    for entry, key in references:
+        subject = f"{NETWORKS_ANNOTATION} entry {quote(entry.display())}"
+        problem = _unknown_nad(nads, key, subject, "pod will not start")
         _note_problem(plan, problem)
 
 
@@ -398,10 +482,11 @@ def _explicit_container(
     for container in containers:
         if container.name == name:
             return container
-    names = ", ".join(repr(container.name) for container in containers)
-    raise ValueError(
-        f"{CONTAINER_ANNOTATION} names container {name!r}, but the pod's containers are "
-        f"{names}; set it to one of them"
+    names = ", ".join(quote(container.name) for container in containers[:8])
+    more = f" and {len(containers) - 8} more" if len(containers) > 8 else ""
+    raise _UnknownContainer(
+        f"{CONTAINER_ANNOTATION} names container {quote(name)}, but the pod's containers are "
+        f"{names}{more}; set it to one of them"
     )
 
 
@@ -499,11 +584,14 @@ def _complete_requests_and_limits(
 
 
 def _annotation_ops(
-    pod: Mapping[str, Any], annotations: Mapping[str, Any], plan: _Plan
+    pod: Mapping[str, Any],
+    annotations: Mapping[str, Any],
+    current: NetworksAnnotation,
+    plan: _Plan,
 ) -> list[Op]:
     if not plan.added:
         return []
-    value = render(plan.form, plan.entries)
+    value = appended(current, plan.added)
     if "metadata" not in pod or pod["metadata"] is None:
         return [Op("add", pointer("metadata"), {"annotations": {NETWORKS_ANNOTATION: value}})]
     if pod["metadata"].get("annotations") is None:

@@ -1,45 +1,57 @@
-"""The Multus `k8s.v1.cni.cncf.io/networks` pod annotation (core layer).
+"""The Multus networks annotations, read exactly as Multus reads them (core layer).
 
-Both forms Multus accepts are parsed and rendered back in the form the pod already uses:
+`k8s.v1.cni.cncf.io/networks` (extra interfaces) and `v1.multus-cni.io/default-network` (the
+NAD that replaces eth0) share one syntax, in two forms:
 
-- comma form: `name`, `namespace/name`, `name@iface`, `namespace/name@iface`, separated by commas;
-- JSON form: a list of objects with `name` and optional `namespace`, `interface`, `ips`, `mac`, ...
+- comma form: `name`, `namespace/name`, `name@iface`, `namespace/name@iface`, separated by
+  commas; each part trimmed of Go's whitespace, an empty namespace or interface means "not set";
+- JSON form: a list of objects with `name` and optional `namespace`, `interface`, `ips`, `mac`,
+  ... decoded with Go's encoding/json rules (webhook.gojson).
 
 Multus decides between them the same way: a value containing any of `[`, `{` or `"` is JSON.
-Entries the user wrote are kept exactly (order, interface, every extra JSON field); new
-entries are only ever appended.
+`parse` accepts what Multus accepts and what can then run: it also refuses entries whose NAD
+cannot exist (a name that is no NAD name) or whose interface libcni refuses, since those pods
+fail at sandbox creation. Entries the user wrote are never rewritten; new entries are appended
+to the text as it stands (`appended`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
+from webhook import gojson
+from webhook.golang import (
+    interface_name_problem,
+    parse_cidr,
+    parse_ip,
+    parse_mac,
+    trim_space,
+)
+from webhook.messages import quote
+
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 
 Form = Literal["comma", "json"]
 
-# Multus checks each part of the comma form against the DNS-1123 label format.
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# A NetworkAttachmentDefinition's own name is a DNS-1123 subdomain.
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_MAC = re.compile(
-    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){7}"
-    r"|[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){19}|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4}){2,9})$"
-)
-_MAX_INTERFACE_LEN = 15  # IFNAMSIZ - 1 on Linux
-# No pod needs more attachments than this (8 GPUs x 8 rails is 64); a bound keeps one absurd
-# pod from occupying the server.
+# Multus's pattern for each part of the comma form (Go's regexp: no length limit).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# A NetworkAttachmentDefinition's own name is a DNS-1123 subdomain of at most 253 characters.
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_NAD_NAME = 253
+MAX_NAMESPACE_NAME = 63
+
+# Bounds of ours (Multus has none): no pod needs more, and each keeps one hostile annotation
+# from occupying the server. 8 GPUs x 8 rails is 64 attachments; an attachment has an IPv4 and
+# an IPv6 address, a default route per family, a port mapping or two.
 MAX_ATTACHMENTS = 256
-# Multus's fields (cni-args included) are shallow; a bound keeps rendering safe.
-_MAX_JSON_DEPTH = 32
+MAX_LIST_ITEMS = 32  # ips, default-route and portMappings of one entry
+MAX_JSON_DEPTH = 32
 
 
 class AnnotationError(ValueError):
@@ -48,20 +60,20 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NetworkRef:
-    """One attachment requested by the annotation.
+    """One attachment, as Multus reads it.
 
-    `namespace` is None when the entry does not name one (Multus then uses the pod's).
-    `source` is what the user wrote: the comma-form text, or the JSON object, kept for rendering.
+    `namespace` and `interface` are None when not set (Multus then uses the pod's namespace,
+    and names the interface itself). `selection` holds every field of a JSON entry.
     """
 
     name: str
     namespace: str | None = None
     interface: str | None = None
-    source: str | Mapping[str, Any] = field(default="", compare=False, repr=False)
+    selection: gojson.Selection | None = field(default=None, compare=False, repr=False)
 
-    def resolved(self, pod_namespace: str) -> tuple[str, str]:
+    def resolved(self, default_namespace: str) -> tuple[str, str]:
         """(namespace, name) of the NetworkAttachmentDefinition this entry points at."""
-        return (self.namespace or pod_namespace, self.name)
+        return (self.namespace or default_namespace, self.name)
 
     def display(self) -> str:
         """How the entry reads in the comma form, for messages."""
@@ -73,200 +85,219 @@ class NetworkRef:
 class NetworksAnnotation:
     form: Form
     entries: tuple[NetworkRef, ...]
+    text: str = ""
+    """The value as written; new entries are appended to it."""
 
 
 EMPTY = NetworksAnnotation("comma", ())
 
 
-def parse(value: str) -> NetworksAnnotation:
-    """Parse an annotation value; raises AnnotationError naming the bad entry and the fix."""
+def parse(value: object, annotation: str = NETWORKS_ANNOTATION) -> NetworksAnnotation:
+    """Read an annotation value as Multus does; AnnotationError naming the entry and the fix."""
     if not isinstance(value, str):
-        raise AnnotationError(f"{NETWORKS_ANNOTATION} must be a string, not {type(value).__name__}")
-    if not value.strip():
+        raise AnnotationError(f"{annotation} must be a string, not {type(value).__name__}")
+    if value == "":
         return EMPTY
-    if any(marker in value for marker in '[{"'):
-        parsed = NetworksAnnotation("json", _parse_json(value))
-    else:
-        parsed = NetworksAnnotation("comma", _parse_comma(value))
-    if len(parsed.entries) > MAX_ATTACHMENTS:
+    try:
+        if any(marker in value for marker in '[{"'):
+            return NetworksAnnotation("json", _parse_json(value), value)
+        return NetworksAnnotation("comma", _parse_comma(value), value)
+    except AnnotationError as error:
+        raise AnnotationError(f"{annotation} {error}") from None
+
+
+def parse_default_network(value: object) -> NetworkRef:
+    """The one NAD `v1.multus-cni.io/default-network` names (Multus refuses none or several)."""
+    annotation = DEFAULT_NETWORK_ANNOTATION
+    if value == "":
         raise AnnotationError(
-            f"{NETWORKS_ANNOTATION} lists {len(parsed.entries)} networks; at most "
-            f"{MAX_ATTACHMENTS} attachments per pod are supported"
+            f"{annotation} is empty; Multus fails such a pod: name one NAD or drop the annotation"
         )
-    return parsed
+    entries = parse(value, annotation).entries
+    if len(entries) != 1:
+        raise AnnotationError(
+            f"{annotation} names {len(entries)} networks; Multus takes exactly one NAD there "
+            "(it replaces the pod's eth0)"
+        )
+    return entries[0]
 
 
 def _parse_comma(value: str) -> tuple[NetworkRef, ...]:
+    if value.count(",") >= MAX_ATTACHMENTS:
+        raise AnnotationError(_too_many(value.count(",") + 1))
+    if not trim_space(value):
+        raise AnnotationError(
+            "is blank; Multus reads it as a network without a name and fails the pod: remove "
+            "the annotation or name a network"
+        )
     entries = []
     for position, raw in enumerate(value.split(","), start=1):
-        item = raw.strip()
+        item = trim_space(raw)
         if not item:
             raise AnnotationError(
-                f"{NETWORKS_ANNOTATION} {value!r} has an empty entry at position {position}; "
-                "remove the extra comma"
+                f"{quote(value, 120)} has an empty entry at position {position}; remove the "
+                "extra comma"
             )
-        namespace: str | None = None
-        rest = item
-        if "/" in item:
-            parts = item.split("/")
-            if len(parts) != 2:
-                raise AnnotationError(
-                    f"{NETWORKS_ANNOTATION} entry {item!r} has more than one '/'; "
-                    "write it as namespace/name@interface"
-                )
-            namespace, rest = parts[0].strip(), parts[1]
-        interface: str | None = None
-        if "@" in rest:
-            at_parts = rest.split("@")
-            if len(at_parts) != 2:
-                raise AnnotationError(
-                    f"{NETWORKS_ANNOTATION} entry {item!r} has more than one '@'; "
-                    "write it as namespace/name@interface"
-                )
-            rest, interface = at_parts[0], at_parts[1].strip()
-        name = rest.strip()
+        where = f"entry {position} ({quote(item, 80)})"
+        parts = item.split("/")
+        if len(parts) > 2:
+            raise AnnotationError(
+                f"{where} has more than one '/'; write it as namespace/name@interface"
+            )
+        namespace, rest = (trim_space(parts[0]), parts[1]) if len(parts) == 2 else ("", item)
+        at_parts = rest.split("@")
+        if len(at_parts) > 2:
+            raise AnnotationError(
+                f"{where} has more than one '@'; write it as namespace/name@interface"
+            )
+        name = trim_space(at_parts[0])
+        interface = trim_space(at_parts[1]) if len(at_parts) == 2 else ""
         for part, what in ((namespace, "namespace"), (name, "network name")):
-            if part is not None and not is_dns1123_label(part):
+            if part and not _DNS1123_LABEL.fullmatch(part):
                 raise AnnotationError(
-                    f"{NETWORKS_ANNOTATION} entry {item!r}: {what} {part!r} is not a DNS-1123 "
-                    "label (lower-case letters, digits and '-', starting and ending alphanumeric)"
+                    f"{where}: {what} {quote(part)} must consist of lower-case "
+                    "letters, digits and '-', starting and ending with a letter or digit"
                 )
-        if interface is not None:
-            _check_interface(interface, item)
-        entries.append(NetworkRef(name, namespace, interface, item))
+        entries.append(_admissible(name, namespace, interface, where, None))
     return tuple(entries)
 
 
 def _parse_json(value: str) -> tuple[NetworkRef, ...]:
     try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError as error:
+        document = gojson.load(value)
+    except RecursionError:
+        raise AnnotationError(_too_deep()) from None
+    except ValueError as error:
         raise AnnotationError(
-            f"{NETWORKS_ANNOTATION} is not valid JSON ({error}); write a JSON list such as "
+            f"is not valid JSON ({error}); write a JSON list such as "
             '[{"name": "sriov-rdma-net"}] or the comma form sriov-rdma-net'
         ) from None
-    if _depth(document) > _MAX_JSON_DEPTH:
+    if isinstance(document, list) and len(document) > MAX_ATTACHMENTS:
+        raise AnnotationError(_too_many(len(document)))
+    if value.count("[") + value.count("{") > MAX_JSON_DEPTH and _depth(document) > MAX_JSON_DEPTH:
+        raise AnnotationError(_too_deep())
+    try:
+        selections = gojson.decode(document, MAX_LIST_ITEMS)
+    except gojson.GoJsonError as error:
+        raise AnnotationError(str(error)) from None
+    return tuple(_json_entry(selection, index) for index, selection in enumerate(selections, 1))
+
+
+def _json_entry(selection: gojson.Selection | None, index: int) -> NetworkRef:
+    where = f"entry {index}"
+    if selection is None:
+        raise AnnotationError(f"{where} is null; Multus fails on a null entry, so remove it")
+    if "/" in selection.name:
         raise AnnotationError(
-            f"{NETWORKS_ANNOTATION} nests JSON deeper than {_MAX_JSON_DEPTH} levels; "
-            "Multus reads only flat entries"
+            f'{where} has name {quote(selection.name)}: in the JSON form "name" is the bare NAD '
+            'name; put the namespace in "namespace"'
         )
-    if not isinstance(document, list):
+    for text, what in ((selection.mac, "mac"), (selection.infiniband_guid, "infiniband-guid")):
+        if text and parse_mac(text) is None:
+            raise AnnotationError(
+                f"{where} has {what} {quote(text)}, which Go's net.ParseMAC refuses (6, 8 or 20 "
+                "hex octets, all separated by ':' or all by '-', or groups of four by '.')"
+            )
+    for ip in selection.ips or ():
+        if (parse_cidr(ip) if "/" in ip else parse_ip(ip)) is None:
+            raise AnnotationError(
+                f"{where} has ip {quote(ip)}, which is not an IP address or address/prefix "
+                "as Go's net package reads them"
+            )
+    interface = selection.interface or selection.interface_request
+    return _admissible(selection.name, selection.namespace, interface, where, selection)
+
+
+def _admissible(
+    name: str, namespace: str, interface: str, where: str, selection: gojson.Selection | None
+) -> NetworkRef:
+    """The entry, once it names a NAD that can exist and an interface libcni accepts."""
+    if not name:
+        raise AnnotationError(f"{where} names no network; give the NAD's name")
+    if len(name) > MAX_NAD_NAME or not _DNS1123_SUBDOMAIN.fullmatch(name):
         raise AnnotationError(
-            f"{NETWORKS_ANNOTATION} must be a JSON list of objects, not {_json_type(document)}; "
-            'write [{"name": "sriov-rdma-net"}]'
+            f"{where} has name {quote(name)}, which no NAD can have (lower-case letters, digits, "
+            f"'-' and '.', at most {MAX_NAD_NAME} characters)"
         )
-    return tuple(_json_entry(entry, index) for index, entry in enumerate(document, start=1))
-
-
-def _depth(document: object) -> int:
-    """How deeply lists and objects nest in `document` (iteratively: no recursion limit)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            if deepest > _MAX_JSON_DEPTH:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _json_entry(entry: object, index: int) -> NetworkRef:
-    where = f"{NETWORKS_ANNOTATION} entry {index}"
-    if not isinstance(entry, dict):
-        raise AnnotationError(f"{where} must be an object with a name, not {_json_type(entry)}")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        raise AnnotationError(f'{where} needs a "name" string naming a NetworkAttachmentDefinition')
-    if "/" in name:
+    if namespace and (
+        len(namespace) > MAX_NAMESPACE_NAME or not _DNS1123_LABEL.fullmatch(namespace)
+    ):
         raise AnnotationError(
-            f'{where} has name {name!r}: in the JSON form "name" is the bare NAD name; '
-            'put the namespace in "namespace"'
+            f"{where} has namespace {quote(namespace)}, which is not a namespace name"
         )
-    if not _DNS1123_SUBDOMAIN.match(name) or len(name) > 253:
-        raise AnnotationError(f"{where} has name {name!r}, which is not a valid NAD name")
-    namespace = _optional_string(entry, "namespace", where)
-    if namespace is not None and not is_dns1123_label(namespace):
-        raise AnnotationError(f"{where} has namespace {namespace!r}, which is not a namespace name")
-    interface = _optional_string(entry, "interface", where)
-    if interface is None:
-        # Multus still honours the pre-3.2 spelling.
-        interface = _optional_string(entry, "interfaceRequest", where)
-    if interface is not None:
-        _check_interface(interface, name)
-    mac = _optional_string(entry, "mac", where)
-    if mac is not None and not _MAC.match(mac):
-        raise AnnotationError(f"{where} has mac {mac!r}, which is not a MAC address")
-    ips = entry.get("ips")
-    if ips is not None:
-        if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
-            raise AnnotationError(f'{where} has "ips" that is not a list of strings')
-        for ip in ips:
-            try:
-                ipaddress.ip_interface(ip)
-            except ValueError:
-                raise AnnotationError(
-                    f"{where} has ip {ip!r}, which is not an IP address or CIDR"
-                ) from None
-    return NetworkRef(name, namespace or None, interface or None, entry)
+    problem = interface_name_problem(interface) if interface else None
+    if problem:
+        raise AnnotationError(
+            f"{where} asks for interface {quote(interface)}, which CNI refuses ({problem}); "
+            "use at most 15 bytes without '/', ':' or spaces"
+        )
+    return NetworkRef(name, namespace or None, interface or None, selection)
 
 
-def _optional_string(entry: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise AnnotationError(f'{where} has "{key}" that is not a string')
-    return value
+def _depth(document: Any) -> int:
+    """How deeply lists and objects nest (level by level: no recursion, stops past the bound)."""
+    level: list[Any] = [document]
+    depth = 0
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        level = [
+            child
+            for node in level
+            for child in (node if isinstance(node, list) else (value for _, value in node))
+            if isinstance(child, list | tuple)
+        ]
+    return depth
+
+
+def _too_many(count: int) -> str:
+    return f"lists {count} networks; at most {MAX_ATTACHMENTS} attachments per pod are supported"
+
+
+def _too_deep() -> str:
+    return f"nests JSON deeper than {MAX_JSON_DEPTH} levels; Multus reads only flat entries"
 
 
 def is_interface_name(value: str) -> bool:
-    """Whether Linux accepts `value` as an interface name."""
-    return (
-        0 < len(value) <= _MAX_INTERFACE_LEN
-        and value not in {".", ".."}
-        and not any(char in value for char in "/: \t\n")
-    )
+    """Whether CNI (libcni's ValidateInterfaceName) accepts `value` as an interface name."""
+    return interface_name_problem(value) is None
 
 
-def is_dns1123_label(value: str) -> bool:
-    """Whether `value` is a DNS-1123 label (namespace names, comma-form NAD names)."""
-    return len(value) <= 63 and _DNS1123_LABEL.match(value) is not None
+def is_dns1123_label(value: str, limit: int = MAX_NAMESPACE_NAME) -> bool:
+    """Whether `value` is a DNS-1123 label of at most `limit` characters (63: a namespace)."""
+    return len(value) <= limit and _DNS1123_LABEL.fullmatch(value) is not None
 
 
-def _check_interface(interface: str, item: str) -> None:
-    if not is_interface_name(interface):
-        raise AnnotationError(
-            f"{NETWORKS_ANNOTATION} entry {item!r}: interface {interface!r} is not a Linux "
-            "interface name (1-15 characters, no '/', ':' or spaces)"
-        )
+def is_nad_name(value: str) -> bool:
+    """Whether a NetworkAttachmentDefinition can be called `value` (a DNS-1123 subdomain)."""
+    return len(value) <= MAX_NAD_NAME and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
 
-def _json_type(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number" if isinstance(value, int | float) else "null"
-    )
+def new_entry(name: str, namespace: str | None, interface: str | None) -> NetworkRef:
+    """An entry the webhook appends."""
+    return NetworkRef(name, namespace, interface)
 
 
-def new_entry(form: Form, name: str, namespace: str | None, interface: str | None) -> NetworkRef:
-    """An entry the webhook appends, in the annotation's form."""
-    if form == "json":
-        source: dict[str, str] = {"name": name}
-        if namespace:
-            source["namespace"] = namespace
-        if interface:
-            source["interface"] = interface
-        return NetworkRef(name, namespace, interface, source)
-    ref = NetworkRef(name, namespace, interface)
-    return NetworkRef(name, namespace, interface, ref.display())
+def appended(annotation: NetworksAnnotation, added: Sequence[NetworkRef]) -> str:
+    """The annotation's text with `added` after its entries, in its form; the rest untouched."""
+    if not added:
+        return annotation.text
+    if annotation.form == "json":
+        new = ",".join(_json_text(entry) for entry in added)
+        text = annotation.text
+        if not text:
+            return f"[{new}]"
+        body = text.rstrip(" \t\n\r")
+        closing = len(body) - 1  # the list's "]": the text parsed as a JSON list
+        separator = "," if annotation.entries else ""
+        return f"{body[:closing]}{separator}{new}{text[closing:]}"
+    new = ",".join(entry.display() for entry in added)
+    return f"{annotation.text},{new}" if annotation.text else new
 
 
-def render(form: Form, entries: Sequence[NetworkRef]) -> str:
-    """The annotation value for `entries`, each as its user wrote it."""
-    if form == "json":
-        return orjson.dumps([entry.source for entry in entries]).decode()
-    return ",".join(
-        entry.source if isinstance(entry.source, str) and entry.source else entry.display()
-        for entry in entries
-    )
+def _json_text(entry: NetworkRef) -> str:
+    source: dict[str, str] = {"name": entry.name}
+    if entry.namespace:
+        source["namespace"] = entry.namespace
+    if entry.interface:
+        source["interface"] = entry.interface
+    return orjson.dumps(source).decode()

@@ -17,10 +17,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from webhook.networks import is_dns1123_label, is_interface_name
+from webhook.networks import MAX_NAD_NAME, is_dns1123_label, is_interface_name
 
 DEFAULT_RESOURCE_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 DEFAULT_NAMESPACE_NETWORKS_ANNOTATION = "gpu-rdma-injector/networks"
+# Where Multus looks up an unqualified v1.multus-cni.io/default-network (its multusNamespace).
+DEFAULT_MULTUS_NAMESPACE = "kube-system"
 
 # An extended resource name: a DNS subdomain prefix, '/', and a name of at most 63 characters.
 _RESOURCE_NAME = re.compile(
@@ -52,11 +54,11 @@ class Network(_Frozen):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        parts = value.split("/")
-        if len(parts) > 2 or not all(is_dns1123_label(part) for part in parts):
+        if not is_reference(value):
             raise ValueError(
                 f"{value!r} is not a NAD reference; write name or namespace/name "
-                "(lower-case DNS-1123 labels)"
+                "(lower-case letters, digits and '-'; the comma form of the annotation has no "
+                "room for '.')"
             )
         return value
 
@@ -107,6 +109,7 @@ class Policy(_Frozen):
     gpu_resources: tuple[str, ...] = Field(default=("nvidia.com/gpu",), alias="gpuResources")
     networks: tuple[Network, ...] = ()
     allowed_nad_namespaces: tuple[str, ...] = Field(default=(), alias="allowedNadNamespaces")
+    """Besides the pod's own namespace: whole namespaces ("ns") and single NADs ("ns/name")."""
     excluded_namespaces: tuple[str, ...] = Field(
         default=("kube-system",), alias="excludedNamespaces"
     )
@@ -117,6 +120,7 @@ class Policy(_Frozen):
     namespace_networks_annotation: str = Field(
         default=DEFAULT_NAMESPACE_NETWORKS_ANNOTATION, alias="namespaceNetworksAnnotation"
     )
+    multus_namespace: str = Field(default=DEFAULT_MULTUS_NAMESPACE, alias="multusNamespace")
 
     @field_validator("gpu_resources")
     @classmethod
@@ -130,12 +134,30 @@ class Policy(_Frozen):
                 )
         return value
 
-    @field_validator("allowed_nad_namespaces", "excluded_namespaces")
+    @field_validator("excluded_namespaces")
     @classmethod
     def _check_namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for namespace in value:
             if not is_dns1123_label(namespace):
                 raise ValueError(f"{namespace!r} is not a namespace name")
+        return value
+
+    @field_validator("multus_namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not is_dns1123_label(value):
+            raise ValueError(f"{value!r} is not a namespace name")
+        return value
+
+    @field_validator("allowed_nad_namespaces")
+    @classmethod
+    def _check_allowed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not (is_reference(entry) if "/" in entry else is_dns1123_label(entry)):
+                raise ValueError(
+                    f"{entry!r} is neither a namespace nor namespace/name of a NAD; write "
+                    "gpu-infra to allow a namespace or gpu-infra/ib-rail-1 to allow one NAD"
+                )
         return value
 
     @field_validator("resource_name_annotations")
@@ -173,9 +195,37 @@ class Policy(_Frozen):
                 )
         return self
 
-    def network_namespaces(self) -> frozenset[str]:
-        """Namespaces the policy's own networks point into: always reachable for its injections."""
-        return frozenset(net.namespace for net in self.networks if net.namespace)
+    @cached_property
+    def _allowed_namespaces(self) -> frozenset[str]:
+        return frozenset(entry for entry in self.allowed_nad_namespaces if "/" not in entry)
+
+    @cached_property
+    def _allowed_nads(self) -> frozenset[tuple[str, str]]:
+        """NADs outside a pod's namespace it may use: single allowed NADs and the policy's own."""
+        single = [entry.split("/", 1) for entry in self.allowed_nad_namespaces if "/" in entry]
+        own = [(net.namespace, net.nad_name) for net in self.networks if net.namespace]
+        return frozenset([(namespace, name) for namespace, name in single] + own)
+
+    def allows(self, pod_namespace: str, reference: tuple[str, str]) -> bool:
+        """Whether a pod in `pod_namespace` may attach the NAD `reference` (namespace, name).
+
+        Its own namespace, a namespace in allowedNadNamespaces, a NAD listed there as
+        namespace/name, or a NAD the policy's networks name: nothing else.
+        """
+        namespace = reference[0]
+        return (
+            namespace == pod_namespace
+            or namespace in self._allowed_namespaces
+            or reference in self._allowed_nads
+        )
+
+
+def is_reference(value: str) -> bool:
+    """Whether `value` is `name` or `namespace/name` of a NAD the comma form can name."""
+    namespace, slash, name = value.partition("/")
+    if not slash:
+        return is_dns1123_label(value, MAX_NAD_NAME)
+    return is_dns1123_label(namespace) and is_dns1123_label(name, MAX_NAD_NAME)
 
 
 def default_policy() -> Policy:

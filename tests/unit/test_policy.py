@@ -42,7 +42,29 @@ namespaceNetworksAnnotation: example.com/networks
     assert rail.resolved("team-a") == ("gpu-infra", "rail-1")
     assert pool.resolved("team-a") == ("team-a", "pool")
     assert pool.resource_name is None
-    assert policy.network_namespaces() == frozenset({"gpu-infra"})
+    assert policy.multus_namespace == "kube-system"
+
+
+def test_the_boundary_allows_exactly_what_the_policy_names() -> None:
+    policy = parse_policy(
+        """
+networks:
+  - name: gpu-infra/rail-1
+allowedNadNamespaces: [shared, infra/ib-1]
+multusNamespace: multus
+""",
+        "p.yaml",
+    )
+    allows = policy.allows
+    assert allows("team-a", ("team-a", "anything"))
+    assert allows("team-a", ("shared", "anything"))
+    assert allows("team-a", ("infra", "ib-1"))
+    assert not allows("team-a", ("infra", "ib-2"))
+    # A policy network opens its own NAD, not its namespace.
+    assert allows("team-a", ("gpu-infra", "rail-1"))
+    assert not allows("team-a", ("gpu-infra", "rail-2"))
+    assert not allows("team-a", ("kube-system", "rail-1"))
+    assert policy.multus_namespace == "multus"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +85,10 @@ namespaceNetworksAnnotation: example.com/networks
         ),
         ("networks: [{name: a}, {name: a}]", "network 'a' is listed twice"),
         ("networks: [{name: a, resourceName: nvidia.com/gpu}]", "uses the GPU resource"),
-        ("allowedNadNamespaces: [Team_A]", "'Team_A' is not a namespace name"),
+        ("allowedNadNamespaces: [Team_A]", "'Team_A' is neither a namespace nor namespace/name"),
+        ("allowedNadNamespaces: [a/b/c]", "'a/b/c' is neither a namespace nor namespace/name"),
+        ("allowedNadNamespaces: [" + "a" * 64 + "]", "is neither a namespace"),
+        ("multusNamespace: Kube", "multusNamespace: 'Kube' is not a namespace name"),
         ("unknownNetworks: maybe", "unknownNetworks: Input should be 'deny' or 'warn'"),
         ("resourceNameAnnotations: []", "must list at least one annotation key"),
         ("namespaceNetworksAnnotation: 'a b'", "'a b' is not an annotation key"),
