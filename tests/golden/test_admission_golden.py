@@ -101,3 +101,4 @@ def test_every_case_has_expected_files() -> None:
     for case in CASES:
         assert (case / "about.txt").read_text().strip(), case.name
         assert (case / "response.json").exists(), case.name
+        assert (case / "expected.yaml").exists(), case.name
