@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Past CPython's limit on integer digits, json.loads refuses a number Go would skip.
 _MAX_INT_DIGITS = 4300
+# A JSON string literal; on valid JSON each one ends, so a scan with it is linear.
+STRING_LITERAL = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+# Python decodes a float literal past float64 as infinity, where Go's decoder fails.
+_FLOAT64_MAX = sys.float_info.max
 
 
 class GoJsonError(ValueError):
@@ -141,11 +146,12 @@ def go_string(value: str) -> str:
     return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
 
 
-def decode(document: Any, max_list: int) -> list[Selection | None]:
+def decode(document: Any, max_list: int, max_cni_args: int) -> list[Selection | None]:
     """Decode a parsed annotation (from `load`) into Multus's []*NetworkSelectionElement.
 
-    `max_list` bounds the lists of one entry (ips, default-route, portMappings): Go has no
-    such bound, the webhook keeps the work per entry small.
+    `max_list` bounds the lists of one entry (ips, default-route, portMappings) and
+    `max_cni_args` the values inside its cni-args: Go has no such bounds, the webhook keeps the
+    work per entry small.
     """
     if document is None:
         return []
@@ -156,13 +162,15 @@ def decode(document: Any, max_list: int) -> list[Selection | None]:
         if item is None:
             entries.append(None)
         elif isinstance(item, tuple):
-            entries.append(_selection(item, f"entry {index}", max_list))
+            entries.append(_selection(item, f"entry {index}", max_list, max_cni_args))
         else:
             raise GoJsonError(f"entry {index} must be an object with a name, not {json_type(item)}")
     return entries
 
 
-def _selection(pairs: tuple[tuple[str, Any], ...], where: str, max_list: int) -> Selection:
+def _selection(
+    pairs: tuple[tuple[str, Any], ...], where: str, max_list: int, max_cni_args: int
+) -> Selection:
     selection = Selection()
     for key, value in pairs:
         name = _FOLDED.get(fold(key))
@@ -185,7 +193,7 @@ def _selection(pairs: tuple[tuple[str, Any], ...], where: str, max_list: int) ->
         elif name == "ips":
             _decode_ips(selection, value, where, key)
         elif name == "default-route":
-            selection.default_route = _decode_routes(value, _what(where, key, name))
+            selection.default_route = _decode_routes(value, where, key)
         elif name == "portMappings":
             _decode_port_mappings(value, _what(where, key, name))
         elif name == "bandwidth":
@@ -194,7 +202,7 @@ def _selection(pairs: tuple[tuple[str, Any], ...], where: str, max_list: int) ->
             if value is not None and not isinstance(value, tuple):
                 what = _what(where, key, name)
                 raise GoJsonError(f"{what} that is {json_type(value)}, not an object")
-            _check_float64(value, where, key, name)
+            _check_float64(value, where, key, name, max_cni_args)
     return selection
 
 
@@ -224,21 +232,25 @@ def _decode_ips(selection: Selection, value: Any, where: str, key: str) -> None:
     selection.ips = tuple(storage[: len(value)])
 
 
-def _decode_routes(value: Any, what: str) -> tuple[bytes | None, ...] | None:
+def _decode_routes(value: Any, where: str, key: str) -> tuple[bytes | None, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise GoJsonError(f"{what} that is {json_type(value)}, not a list of IP addresses")
+        raise GoJsonError(
+            f"{_what(where, key, 'default-route')} that is {json_type(value)}, not a list of "
+            "IP addresses"
+        )
     routes: list[bytes | None] = []
     for item in value:
         if item is None or item == "":
             routes.append(None)  # a nil net.IP
             continue
-        if not isinstance(item, str):
-            raise GoJsonError(f"{what} with {json_type(item)} in it; list IP addresses only")
-        address = parse_ip(item)
+        address = parse_ip(item) if isinstance(item, str) else None
         if address is None:
-            raise GoJsonError(f"{what} with {quote(item)}, which is not an IP address")
+            shown = quote(item) if isinstance(item, str) else json_type(item)
+            raise GoJsonError(
+                f"{_what(where, key, 'default-route')} with {shown}, which is not an IP address"
+            )
         routes.append(address)
     return tuple(routes)
 
@@ -278,18 +290,28 @@ def _decode_struct(value: Any, struct: str, what: str) -> None:
             raise GoJsonError(f'{what} whose "{quote_key(key)}" is not a whole number (an int64)')
 
 
-def _check_float64(value: Any, where: str, key: str, name: str) -> None:
-    """Go decodes numbers inside interface{} values as float64: one that overflows fails."""
+def _check_float64(value: Any, where: str, key: str, name: str, max_values: int) -> None:
+    """Go decodes numbers inside interface{} values as float64: one that overflows fails.
+
+    At most `max_values` values (nested ones included) are looked at; more are refused.
+    """
     stack = [value]
+    seen = -1  # the cni-args object itself is not counted
     while stack:
         node = stack.pop()
+        seen += 1
+        if seen > max_values:
+            raise GoJsonError(
+                f"{_what(where, key, name)} with more than {max_values} values; at most "
+                f"{max_values} are supported"
+            )
         if isinstance(node, tuple):
             stack.extend(item for _, item in node)
         elif isinstance(node, list):
             stack.extend(node)
         elif (
             isinstance(node, _Huge)
-            or (isinstance(node, float) and node in _INFINITIES)
+            or (type(node) is float and not -_FLOAT64_MAX <= node <= _FLOAT64_MAX)
             or (type(node) is int and not _fits_float64(node))
         ):
             what = _what(where, key, name)
@@ -306,7 +328,6 @@ def _fits_float64(number: int) -> bool:
     return True
 
 
-_INFINITIES = (float("inf"), float("-inf"))
 _FLOAT64_LIMIT = 2**1023
 
 

@@ -48,6 +48,10 @@ MAX_WARNING_LENGTH = 119
 # The API server refuses a pod whose annotations (keys and values) exceed this many bytes; a
 # mutating webhook sees the pod before that check, so it applies it first.
 TOTAL_ANNOTATION_BYTES = 256 * 1024
+# Bounds of ours: no real pod comes near them, and each keeps one review cheap. The API server
+# keeps at most 4 KiB of warnings per response, about 34 of ours.
+MAX_CONTAINERS = 128
+MAX_WARNINGS = 32
 
 Outcome = Literal["mutated", "unchanged", "skipped", "denied", "error"]
 
@@ -79,6 +83,10 @@ def denied(message: str, code: int, reason: str) -> Decision:
 
 class PodShapeError(ValueError):
     """The object is not a pod the API server would send; the message names the field."""
+
+
+class _TooManyContainers(ValueError):
+    """More containers than the webhook judges in one review."""
 
 
 @dataclass(slots=True)
@@ -121,6 +129,11 @@ def _read_containers(pod: Mapping[str, Any]) -> list[_Container]:
     raw = spec.get("containers")
     if not isinstance(raw, list) or not raw:
         raise PodShapeError("the pod has no spec.containers list")
+    if len(raw) > MAX_CONTAINERS:
+        raise _TooManyContainers(
+            f"the pod has {len(raw)} containers; gpu-rdma-injector supports at most "
+            f"{MAX_CONTAINERS} per pod"
+        )
     containers = []
     for index, container in enumerate(raw):
         if not isinstance(container, Mapping) or not isinstance(container.get("name"), str):
@@ -211,6 +224,8 @@ def decide(
         containers = _read_containers(pod)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
+    except _TooManyContainers as error:
+        return denied(str(error), 400, "too-many-containers")
     if MIRROR_ANNOTATION in annotations:
         return skipped("mirror-pod")
     if _annotation_bytes(annotations) > TOTAL_ANNOTATION_BYTES:
@@ -272,9 +287,16 @@ def decide(
 
     plan = _Plan(namespace, list(current.entries))
     plan.warnings.extend(_respelt_warnings(current))
+    # Networks that can make up missing attachments: those chosen for injection, then the
+    # policy's own (a namespace annotation chooses what is injected, not what exists).
+    chosen = {network.resolved(namespace) for network in networks}
+    balancing = (
+        *networks,
+        *(network for network in policy.networks if network.resolved(namespace) not in chosen),
+    )
     resource_of_network = {
         network.name: _resource(nads, network.resolved(namespace), network, plan)
-        for network in networks
+        for network in balancing
     }
 
     total_gpus = sum(gpus)
@@ -294,7 +316,7 @@ def decide(
         user_references.append((default_network, default_network.resolved(policy.multus_namespace)))
     _check_user_entries(user_references, nads, plan)
 
-    by_reference = {network.resolved(namespace): network for network in networks}
+    by_reference = {network.resolved(namespace): network for network in balancing}
 
     def resource_of(key: tuple[str, str]) -> str | None:
         return _resource(nads, key, by_reference.get(key), plan)
@@ -320,7 +342,7 @@ def decide(
                 containers,
                 gpus,
                 explicit,
-                networks,
+                balancing,
                 resource_of_network,
                 nads,
                 plan,
@@ -336,10 +358,17 @@ def decide(
     plan.warnings[:0] = [warning for _, warning in plan.problems]
 
     ops = _annotation_ops(pod, annotations, current, plan) + _resource_ops(containers, plan)
-    warnings = _describe(plan, containers) + plan.warnings
+    warnings = _capped(_describe(plan, containers) + plan.warnings)
     if not ops:
         return Decision(True, "unchanged", "nothing-missing", warnings=tuple(warnings))
     return Decision(True, "mutated", "injected", tuple(ops), tuple(warnings))
+
+
+def _capped(warnings: list[str]) -> list[str]:
+    if len(warnings) <= MAX_WARNINGS:
+        return warnings
+    more = len(warnings) - MAX_WARNINGS + 1
+    return [*warnings[: MAX_WARNINGS - 1], _warning(f"and {more} more warnings")]
 
 
 def _annotation_bytes(annotations: Mapping[str, Any]) -> int:

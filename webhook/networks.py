@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from itertools import accumulate
+from typing import Literal
 
 import orjson
 
@@ -50,8 +51,18 @@ MAX_NAMESPACE_NAME = 63
 # from occupying the server. 8 GPUs x 8 rails is 64 attachments; an attachment has an IPv4 and
 # an IPv6 address, a default route per family, a port mapping or two.
 MAX_ATTACHMENTS = 256
-MAX_LIST_ITEMS = 32  # ips, default-route and portMappings of one entry
+MAX_LIST_ITEMS = 16  # ips, default-route and portMappings of one entry
+MAX_CNI_ARGS_VALUES = 16  # values in one entry's cni-args, nested ones included
 MAX_JSON_DEPTH = 32
+# "[" and "{" characters in the JSON form, counted in the text as written (strings included):
+# this bounds the objects and lists to decode and walk. 64 attachments with ips, cni-args
+# and port mappings need a few hundred.
+MAX_JSON_BRACKETS = 1024
+
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+# "[" and "{" become byte 1 (one level deeper), "]" and "}" byte 0 (one level up).
+_BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\x00\x01\x00")
+_STEP_VALUES = (-1, 1)
 
 
 class AnnotationError(ValueError):
@@ -163,6 +174,12 @@ def _parse_comma(value: str) -> tuple[NetworkRef, ...]:
 
 
 def _parse_json(value: str) -> tuple[NetworkRef, ...]:
+    brackets = value.count("[") + value.count("{")
+    if brackets > MAX_JSON_BRACKETS:
+        raise AnnotationError(
+            f"holds {brackets} '[' and '{{' characters; at most {MAX_JSON_BRACKETS} are "
+            "supported (a pod's networks need a few dozen)"
+        )
     try:
         document = gojson.load(value)
     except RecursionError:
@@ -174,10 +191,10 @@ def _parse_json(value: str) -> tuple[NetworkRef, ...]:
         ) from None
     if isinstance(document, list) and len(document) > MAX_ATTACHMENTS:
         raise AnnotationError(_too_many(len(document)))
-    if value.count("[") + value.count("{") > MAX_JSON_DEPTH and _depth(document) > MAX_JSON_DEPTH:
+    if brackets > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise AnnotationError(_too_deep())
     try:
-        selections = gojson.decode(document, MAX_LIST_ITEMS)
+        selections = gojson.decode(document, MAX_LIST_ITEMS, MAX_CNI_ARGS_VALUES)
     except gojson.GoJsonError as error:
         raise AnnotationError(str(error)) from None
     return tuple(_json_entry(selection, index) for index, selection in enumerate(selections, 1))
@@ -234,19 +251,16 @@ def _admissible(
     return NetworkRef(name, namespace or None, interface or None, selection)
 
 
-def _depth(document: Any) -> int:
-    """How deeply lists and objects nest (level by level: no recursion, stops past the bound)."""
-    level: list[Any] = [document]
-    depth = 0
-    while level and depth <= MAX_JSON_DEPTH:
-        depth += 1
-        level = [
-            child
-            for node in level
-            for child in (node if isinstance(node, list) else (value for _, value in node))
-            if isinstance(child, list | tuple)
-        ]
-    return depth
+def _depth(text: str) -> int:
+    """How deeply lists and objects nest in valid JSON text, in C-speed passes.
+
+    String literals are blanked (on valid JSON each ends, so this is one linear pass), the
+    brackets kept, and the running count of "[" and "{" less "]" and "}" peaks at the depth.
+    There are at most MAX_JSON_BRACKETS of each, so the last step is short.
+    """
+    brackets = gojson.STRING_LITERAL.sub("", text).encode("utf-8", "surrogatepass")
+    steps = brackets.translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP_VALUES.__getitem__, steps)), default=0)
 
 
 def _too_many(count: int) -> str:

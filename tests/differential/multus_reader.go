@@ -29,8 +29,10 @@ import (
 // The webhook's own bounds (webhook/networks.py).
 const (
 	maxAttachments = 256
-	maxListItems   = 32
+	maxListItems   = 16
 	maxJSONDepth   = 32
+	maxBrackets    = 1024 // '[' and '{' characters in the JSON text, strings included
+	maxCNIArgs     = 16   // values inside one entry's cni-args, nested ones included
 )
 
 type portMapEntry struct {
@@ -193,6 +195,7 @@ var (
 	errNested   = errors.New("nested too deep")
 	errMany     = errors.New("too many attachments")
 	errLong     = errors.New("list too long")
+	errArgs     = errors.New("cni-args too large")
 	errSyntax   = errors.New("syntax")
 	boundedKeys = []string{"ips", "default-route", "portMappings"}
 )
@@ -227,9 +230,22 @@ func walk(decoder *json.Decoder, first json.Token, depth int, items *int,
 		if items != nil {
 			*items++
 		}
+		if counter != nil && counter == cniArgs {
+			values := 0
+			if err := countValues(decoder, token, depth+1, &values, true); err != nil {
+				return err
+			}
+			if values > maxCNIArgs {
+				return errArgs
+			}
+			continue
+		}
 		var inner func(string) *int
 		if depth == 1 && items != nil {
 			inner = func(key string) *int {
+				if strings.EqualFold(key, "cni-args") {
+					return cniArgs
+				}
 				for _, bounded := range boundedKeys {
 					if strings.EqualFold(key, bounded) {
 						return new(int)
@@ -238,7 +254,7 @@ func walk(decoder *json.Decoder, first json.Token, depth int, items *int,
 				return nil
 			}
 		}
-		if _, isList := token.(json.Delim); !isList || token.(json.Delim) != '[' {
+		if delim, isDelim := token.(json.Delim); !isDelim || delim != '[' {
 			counter = nil
 		}
 		if err := walk(decoder, token, depth+1, counter, inner); err != nil {
@@ -249,6 +265,42 @@ func walk(decoder *json.Decoder, first json.Token, depth int, items *int,
 		}
 		if depth == 1 && items != nil && *items > maxAttachments {
 			return errMany
+		}
+	}
+	if _, err := decoder.Token(); err != nil {
+		return errSyntax
+	}
+	return nil
+}
+
+// cniArgs marks the key whose value countValues counts instead of walk.
+var cniArgs = new(int)
+
+// countValues reads the rest of the value whose first token is first and counts the values
+// nested in it (not the value itself when root), object keys excluded.
+func countValues(decoder *json.Decoder, first json.Token, depth int, values *int, root bool) error {
+	if !root {
+		*values++
+	}
+	delim, ok := first.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth > maxJSONDepth {
+		return errNested
+	}
+	for decoder.More() {
+		if delim == '{' {
+			if _, err := decoder.Token(); err != nil {
+				return errSyntax
+			}
+		}
+		token, err := decoder.Token()
+		if err != nil {
+			return errSyntax
+		}
+		if err := countValues(decoder, token, depth+1, values, false); err != nil {
+			return err
 		}
 	}
 	if _, err := decoder.Token(); err != nil {
@@ -284,6 +336,9 @@ func bounds(value string) error {
 			return errors.New("too many attachments")
 		}
 		return nil
+	}
+	if strings.Count(value, "[")+strings.Count(value, "{") > maxBrackets {
+		return errors.New("too many brackets")
 	}
 	return jsonBounds(value)
 }

@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multus_go import GoReader, python_view, start_go_reader
 
-from webhook.networks import MAX_ATTACHMENTS, MAX_JSON_DEPTH, MAX_LIST_ITEMS
+from webhook.networks import (
+    MAX_ATTACHMENTS,
+    MAX_CNI_ARGS_VALUES,
+    MAX_JSON_BRACKETS,
+    MAX_JSON_DEPTH,
+    MAX_LIST_ITEMS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -415,6 +421,12 @@ def test_null_keeps_earlier_ips_as_go_does(go_reader: GoReader) -> None:
         json.dumps([{"name": "a", "ips": ["10.0.0.1"] * MAX_LIST_ITEMS}]),
         json.dumps([{"name": "a", "ips": ["10.0.0.1"] * (MAX_LIST_ITEMS + 1)}]),
         "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH,
+        '[{"name":"a","x":[' + ",".join(["{}"] * (MAX_JSON_BRACKETS - 3)) + "]}]",
+        '[{"name":"a","x":[' + ",".join(["{}"] * (MAX_JSON_BRACKETS - 2)) + "]}]",
+        '[{"name":"a","x":"' + "[" * MAX_JSON_BRACKETS + '"}]',
+        json.dumps([{"name": "a", "cni-args": {"k": [1] * (MAX_CNI_ARGS_VALUES - 1)}}]),
+        json.dumps([{"name": "a", "cni-args": {"k": [1] * MAX_CNI_ARGS_VALUES}}]),
+        json.dumps([{"name": "a", "CNI-ARGS": {"k": [[1]] * (MAX_CNI_ARGS_VALUES // 2)}}]),
         '[{"name":"a","x":' + "[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2) + "}]",
         '[{"name":"a","x":' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}]",
     ],

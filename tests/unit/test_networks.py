@@ -226,9 +226,16 @@ def test_too_many_entries_and_too_deep_json_are_refused() -> None:
     with pytest.raises(AnnotationError, match="deeper than 32 levels"):
         parse('[{"name": "a", "x": ' + "[" * 40 + "]" * 40 + "}]")
     with pytest.raises(AnnotationError, match="deeper than 32 levels"):
+        parse('[{"name": "a", "x": ' + "[" * 1000 + "]" * 1000 + "}]")
+    with pytest.raises(AnnotationError, match=r"holds 100002 '\[' and '\{' characters"):
         parse('[{"name": "a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]")
-    with pytest.raises(AnnotationError, match="33 items; at most 32"):
-        parse(json.dumps([{"name": "a", "ips": ["10.0.0.1"] * 33}]))
+    with pytest.raises(AnnotationError, match="17 items; at most 16"):
+        parse(json.dumps([{"name": "a", "ips": ["10.0.0.1"] * 17}]))
+    assert parse(json.dumps([{"name": "a", "ips": ["10.0.0.1"] * 16}])).entries
+    at_bound = '[{"name":"a","x":[' + ",".join(["{}"] * 1021) + "]}]"
+    assert parse(at_bound).entries
+    with pytest.raises(AnnotationError, match="holds 1025 '\\[' and '\\{' characters"):
+        parse(at_bound.replace("{}", "{}", 1).replace("[{}", "[{},{}", 1))
 
 
 def test_messages_quote_at_most_a_few_hundred_characters() -> None:
