@@ -5,7 +5,9 @@ cache, so each combination costs one `helm template`), and every rendered object
 against the official Kubernetes OpenAPI schemas bundled with kubernetes-validate, for the oldest
 supported Kubernetes (1.28) and the newest the package ships. On top of that: the webhook
 configuration field by field, the restricted Pod Security Standard, least-privilege RBAC, the
-policy ConfigMap, the values schema and the examples.
+policy ConfigMap, the values schema and the examples. OpenShift renderings (helm's
+`--api-versions security.openshift.io/v1`, as `helm install` sees it there) are checked against
+the restricted-v2 SecurityContextConstraints.
 
 helm comes from <repo>/.tools/bin (scripts/install-tools); without it the tests fail, not skip.
 """
@@ -36,6 +38,7 @@ RELEASE = "gri"
 NAMESPACE = "gpu-system"
 FULLNAME = f"{RELEASE}-gpu-rdma-injector"
 WEBHOOK_NAME = "pods.gpu-rdma-injector.io"
+OPENSHIFT_API = "security.openshift.io/v1"
 LONG_RELEASE = "long-release-name-to-test-truncation-of-the-fullname"  # helm allows 53
 
 OLDEST_KUBERNETES = "1.28.0"
@@ -124,6 +127,18 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "replicas-3": (RELEASE, [], {"replicaCount": 3}),
+    # OpenShift: rendered with --api-versions security.openshift.io/v1 (OPENSHIFT_RENDERINGS).
+    "openshift": (RELEASE, [], {}),
+    "openshift-disabled": (RELEASE, [], {"openshift": {"adaptSecurityContext": "disabled"}}),
+    # Adapted without the API (manifests rendered offline for OpenShift), and no SCC pin.
+    "openshift-force": (
+        RELEASE,
+        [],
+        {
+            "openshift": {"adaptSecurityContext": "force", "requiredSCC": ""},
+            "certificates": {"mode": "cert-manager"},
+        },
+    ),
     "single-replica": (RELEASE, [], {"replicaCount": 1}),
     # Every optional branch of the templates at once, with a release name past 63 characters.
     "kitchen-sink": (
@@ -163,6 +178,10 @@ MODE_OF = {
     name: values.get("certificates", {}).get("mode", "self-signed")
     for name, (_, _, values) in COMBINATIONS.items()
 }
+# Combinations rendered as on a cluster that serves OpenShift's security API.
+OPENSHIFT_RENDERINGS = {"openshift", "openshift-disabled"}
+# Combinations whose pods must leave their IDs to OpenShift (detected, or forced).
+OPENSHIFT_ADAPTED = {"openshift", "openshift-force"}
 
 CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
 
@@ -188,10 +207,12 @@ def values_file(directory: Path, name: str, values: dict[str, Any]) -> Path:
     return path
 
 
-def template_args(release: str, files: list[Path]) -> list[str]:
+def template_args(release: str, files: list[Path], api_versions: tuple[str, ...] = ()) -> list[str]:
     args = ["template", release, str(CHART), "--namespace", NAMESPACE]
     for path in files:
         args += ["--values", str(path)]
+    for api_version in api_versions:
+        args += ["--api-versions", api_version]
     return args
 
 
@@ -356,7 +377,8 @@ def rendered(values_dir: Path) -> Callable[[str], Objects]:
             files = [EXAMPLES / name for name in example_files]
             if values:
                 files.append(values_file(values_dir, combination, values))
-            result = run_helm(*template_args(release, files))
+            api_versions = (OPENSHIFT_API,) if combination in OPENSHIFT_RENDERINGS else ()
+            result = run_helm(*template_args(release, files, api_versions))
             assert result.returncode == 0, f"helm template {combination} failed:\n{result.stderr}"
             cache[combination] = [o for o in yaml.safe_load_all(result.stdout) if o]
         return cache[combination]
@@ -451,6 +473,10 @@ BAD_VALUES = {
     "unknown-networks-not-deny-or-warn": ({"policy": {"unknownNetworks": "x"}}, "unknownNetworks"),
     "timeout-above-30": ({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds"),
     "annotation-not-a-string": ({"podAnnotations": {"a": 1}}, "podAnnotations"),
+    "adapt-security-context-not-an-option": (
+        {"openshift": {"adaptSecurityContext": "true"}},
+        "adaptSecurityContext",
+    ),
 }
 
 
@@ -854,6 +880,7 @@ def test_deployment_defaults(rendered: Callable[[str], Objects]) -> None:
     ]
     assert "priorityClassName" not in spec
     assert "topologySpreadConstraints" not in spec
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]
 
 
 def test_deployment_options(rendered: Callable[[str], Objects]) -> None:
@@ -949,8 +976,13 @@ def test_serve_flags_and_mounts_per_mode(
         assert flags["tls-key-file"] == "/etc/gpu-rdma-injector/tls/tls.key"
         assert mounts["tls"]["mountPath"] == "/etc/gpu-rdma-injector/tls"
         assert mounts["tls"]["readOnly"] is True
-        expected_secret = "corp-webhook-tls" if mode == "secret" else f"{fullname}-tls"
+        expected_secret = {
+            "secret": "corp-webhook-tls",
+            "cert-manager": f"{fullname}-tls",
+        }[mode]
         assert volumes["tls"]["secret"]["secretName"] == expected_secret
+        # The whole Secret as a directory: kubelet swaps renewed files in atomically.
+        assert "items" not in volumes["tls"]["secret"]
         assert find(objects, "Secret") == []
 
 
@@ -1223,3 +1255,227 @@ def test_webhook_accepts_the_rendered_args_and_policy(
     configmap = one(objects, "ConfigMap")
     policy = parse_policy(configmap["data"]["policy.yaml"], combination)
     assert policy.networks
+
+
+# --- OpenShift: the restricted-v2 SecurityContextConstraints -------------------------------------
+#
+# restricted-v2 as OpenShift ships it: openshift/cluster-kube-apiserver-operator,
+# bindata/bootkube/scc-manifests/0000_20_kube-apiserver-operator_00_scc-restricted-v2.yaml:
+#   allowHostDirVolumePlugin/IPC/Network/PID/Ports: false, allowPrivilegedContainer: false,
+#   allowPrivilegeEscalation: false, requiredDropCapabilities: [ALL],
+#   allowedCapabilities: [NET_BIND_SERVICE], defaultAddCapabilities: null,
+#   runAsUser: MustRunAsRange, seLinuxContext: MustRunAs, fsGroup: MustRunAs,
+#   supplementalGroups: RunAsAny, seccompProfiles: [runtime/default],
+#   readOnlyRootFilesystem: false (not required), volumes: configMap, downwardAPI, emptyDir,
+#   persistentVolumeClaim, projected, secret (newer releases add csi, ephemeral and image; the
+#   oldest list is checked). How SCC admission applies them, field by field:
+#   openshift/apiserver-library-go, pkg/securitycontextconstraints/sccmatching/provider.go
+#   (host namespace checks, volumes, hostPort, capabilities, fsGroup and supplementalGroups
+#   strategies, seccomp). The ranges behind MustRunAsRange/MustRunAs are the namespace's
+#   annotations openshift.io/sa.scc.uid-range, openshift.io/sa.scc.supplemental-groups and
+#   openshift.io/sa.scc.mcs, assigned per namespace at creation: a chart cannot know them, so a
+#   pod passes for every namespace only by leaving runAsUser, fsGroup and seLinuxOptions unset
+#   (admission then fills them in from the ranges).
+
+RESTRICTED_V2_VOLUME_TYPES = {
+    "configMap",
+    "downwardAPI",
+    "emptyDir",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+RESTRICTED_V2_ALLOWED_CAPABILITIES = {"NET_BIND_SERVICE"}
+REQUIRED_SCC_ANNOTATION = "openshift.io/required-scc"
+
+
+def restricted_v2_violations(metadata: dict[str, Any], pod_spec: dict[str, Any]) -> list[str]:
+    """What in a pod template restricted-v2 would reject in some namespace, plus what the chart
+    keeps of the restricted profile on top (runAsNonRoot, read-only root filesystem, the SCC pin).
+
+    runAsGroup: restricted-v2 sets no runAsGroup strategy (RunAsAny), but an image for an
+    arbitrary UID runs with group 0 (OpenShift's convention), so a fixed group is flagged too.
+    """
+    problems: list[str] = []
+    pod_sc = pod_spec.get("securityContext") or {}
+    problems += [
+        f"spec.{field} is true (allowHost*: false)"
+        for field in ("hostNetwork", "hostPID", "hostIPC")
+        if pod_spec.get(field)
+    ]
+    for volume in pod_spec.get("volumes") or []:
+        kinds = set(volume) - VOLUME_META_KEYS
+        if not kinds <= RESTRICTED_V2_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']} uses {sorted(kinds)} (volumes)")
+    for field, strategy in (
+        ("runAsUser", "runAsUser: MustRunAsRange"),
+        ("runAsGroup", "group 0 for an arbitrary UID"),
+        ("fsGroup", "fsGroup: MustRunAs"),
+        ("seLinuxOptions", "seLinuxContext: MustRunAs"),
+    ):
+        if field in pod_sc:
+            problems.append(f"pod securityContext.{field} is fixed ({strategy})")
+    problems += [
+        f"unsafe sysctl {sysctl['name']}"
+        for sysctl in pod_sc.get("sysctls") or []
+        if sysctl["name"] not in SAFE_SYSCTLS
+    ]
+    if (metadata.get("annotations") or {}).get(REQUIRED_SCC_ANNOTATION) != "restricted-v2":
+        problems.append(f"pod template lacks {REQUIRED_SCC_ANNOTATION}: restricted-v2")
+
+    containers = [
+        *pod_spec.get("initContainers", []),
+        *pod_spec.get("containers", []),
+        *pod_spec.get("ephemeralContainers", []),
+    ]
+    for container in containers:
+        name = container["name"]
+        sc = container.get("securityContext") or {}
+        for field in ("runAsUser", "runAsGroup", "seLinuxOptions"):
+            if field in sc:
+                problems.append(f"{name}: securityContext.{field} is fixed")
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged (allowPrivilegedContainer: false)")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        capabilities = sc.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"{name}: capabilities do not drop ALL (requiredDropCapabilities)")
+        added = set(capabilities.get("add") or []) - RESTRICTED_V2_ALLOWED_CAPABILITIES
+        if added:
+            problems.append(f"{name}: adds capabilities {sorted(added)} (allowedCapabilities)")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp != "RuntimeDefault":
+            problems.append(f"{name}: seccompProfile is {seccomp!r} (seccompProfiles)")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"{name}: uses a hostPort (allowHostPorts: false)")
+        non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        if non_root is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: readOnlyRootFilesystem is not true")
+    return problems
+
+
+def pod_templates(objects: Objects) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(kind/name, metadata, spec) of every pod the objects would create."""
+    found = []
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] == "Pod":
+            found.append((where, obj["metadata"], obj["spec"]))
+        elif obj["kind"] == "CronJob":
+            template = obj["spec"]["jobTemplate"]["spec"]["template"]
+            found.append((where, template.get("metadata", {}), template["spec"]))
+        elif "template" in obj.get("spec", {}) and "spec" in obj["spec"]["template"]:
+            template = obj["spec"]["template"]
+            found.append((where, template.get("metadata", {}), template["spec"]))
+    return found
+
+
+@pytest.mark.parametrize("combination", sorted(OPENSHIFT_ADAPTED - {"openshift-force"}))
+def test_every_pod_template_passes_restricted_v2(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    templates = pod_templates(rendered(combination))
+    assert [where for where, _, _ in templates] == [f"Deployment/{fullname_of(combination)}"]
+    for where, metadata, spec in templates:
+        assert restricted_v2_violations(metadata, spec) == [], where
+
+
+def test_openshift_keeps_the_rest_of_the_restricted_profile(
+    rendered: Callable[[str], Objects],
+) -> None:
+    for combination in sorted(OPENSHIFT_ADAPTED):
+        spec = pod_spec_of(rendered(combination))
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, combination
+        assert spec["containers"][0]["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, combination
+
+
+def test_restricted_v2_check_catches_violations(rendered: Callable[[str], Objects]) -> None:
+    """A check that passes everything proves nothing: each rule is broken once and flagged."""
+    ((_, metadata, clean),) = pod_templates(rendered("openshift"))
+    breakages: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+        "runAsUser: MustRunAsRange": lambda m, s: s["securityContext"].update(runAsUser=65532),
+        "fsGroup: MustRunAs": lambda m, s: s["securityContext"].update(fsGroup=65532),
+        "group 0": lambda m, s: s["securityContext"].update(runAsGroup=65532),
+        "seLinuxContext: MustRunAs": lambda m, s: s["securityContext"].update(
+            seLinuxOptions={"level": "s0:c1,c2"}
+        ),
+        "webhook: securityContext.runAsUser is fixed": lambda m, s: s["containers"][0][
+            "securityContext"
+        ].update(runAsUser=1000),
+        "allowHost*": lambda m, s: s.update(hostNetwork=True),
+        "(volumes)": lambda m, s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+        "allowPrivilegedContainer": lambda m, s: s["containers"][0]["securityContext"].update(
+            privileged=True
+        ),
+        "allowPrivilegeEscalation": lambda m, s: s["containers"][0]["securityContext"].pop(
+            "allowPrivilegeEscalation"
+        ),
+        "requiredDropCapabilities": lambda m, s: s["containers"][0]["securityContext"].update(
+            capabilities={}
+        ),
+        "allowedCapabilities": lambda m, s: s["containers"][0]["securityContext"].update(
+            capabilities={"drop": ["ALL"], "add": ["NET_RAW"]}
+        ),
+        "seccompProfiles": lambda m, s: s["securityContext"].update(
+            seccompProfile={"type": "Unconfined"}
+        ),
+        "allowHostPorts": lambda m, s: s["containers"][0]["ports"][0].update(hostPort=8443),
+        "runAsNonRoot": lambda m, s: s["securityContext"].pop("runAsNonRoot"),
+        "readOnlyRootFilesystem": lambda m, s: s["containers"][0]["securityContext"].pop(
+            "readOnlyRootFilesystem"
+        ),
+        REQUIRED_SCC_ANNOTATION: lambda m, s: m["annotations"].pop(REQUIRED_SCC_ANNOTATION),
+        "unsafe sysctl": lambda m, s: s["securityContext"].update(
+            sysctls=[{"name": "kernel.msgmax", "value": "1"}]
+        ),
+    }
+    for expected, breaking in breakages.items():
+        broken_metadata, broken = json.loads(json.dumps([metadata, clean]))
+        breaking(broken_metadata, broken)
+        problems = "\n".join(restricted_v2_violations(broken_metadata, broken))
+        assert expected in problems, f"{expected!r} not flagged: {problems!r}"
+    # NET_BIND_SERVICE is the one capability restricted-v2 allows to add.
+    allowed_metadata, allowed = json.loads(json.dumps([metadata, clean]))
+    allowed["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_BIND_SERVICE"]
+    assert restricted_v2_violations(allowed_metadata, allowed) == []
+
+
+@pytest.mark.parametrize("combination", ["self-signed", "cert-manager", "openshift-disabled"])
+def test_fixed_ids_without_openshift_adaptation(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    """Without the OpenShift API (or with adaptation disabled) the pods keep today's fixed IDs,
+    which restricted-v2 would reject: the adaptation is what makes OpenShift admit them."""
+    objects = rendered(combination)
+    spec = pod_spec_of(objects)
+    assert {key: spec["securityContext"].get(key) for key in ("runAsUser", "runAsGroup")} == {
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+    }
+    assert spec["securityContext"]["fsGroup"] == 65532
+    ((_, metadata, pod_spec),) = pod_templates(objects)
+    problems = "\n".join(restricted_v2_violations(metadata, pod_spec))
+    assert "runAsUser: MustRunAsRange" in problems
+    assert REQUIRED_SCC_ANNOTATION in problems
+    assert restricted_pss_violations(pod_spec) == []
+
+
+def test_required_scc_pin(rendered: Callable[[str], Objects]) -> None:
+    def annotations(combination: str) -> dict[str, str]:
+        template = one(rendered(combination), "Deployment")["spec"]["template"]
+        return template["metadata"].get("annotations", {})
+
+    assert annotations("openshift")[REQUIRED_SCC_ANNOTATION] == "restricted-v2"
+    assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-force")  # requiredSCC: ""
+    assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-disabled")
+    assert REQUIRED_SCC_ANNOTATION not in annotations("self-signed")

@@ -100,6 +100,33 @@ in cert-manager mode, the user's in secret mode.
 {{- end }}
 {{- end }}
 
+{{/* "true" when the cluster serves OpenShift's security API (SecurityContextConstraints). */}}
+{{- define "gpu-rdma-injector.isOpenShift" -}}
+{{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the pod must leave its user and group IDs to OpenShift's SCC: restricted-v2 assigns
+runAsUser and fsGroup from the namespace's ranges and rejects fixed IDs outside them.
+*/}}
+{{- define "gpu-rdma-injector.adaptSecurityContext" -}}
+{{- $adapt := .Values.openshift.adaptSecurityContext }}
+{{- if or (eq $adapt "force") (and (eq $adapt "auto") (include "gpu-rdma-injector.isOpenShift" .)) }}true{{ end }}
+{{- end }}
+
+{{/*
+A securityContext (the argument's "context") without runAsUser, runAsGroup and fsGroup when
+OpenShift adaptation is on, unchanged otherwise. Everything else of the restricted profile stays.
+Usage: include "gpu-rdma-injector.securityContext" (dict "root" $ "context" .Values.podSecurityContext)
+*/}}
+{{- define "gpu-rdma-injector.securityContext" -}}
+{{- $context := .context | default dict }}
+{{- if include "gpu-rdma-injector.adaptSecurityContext" .root }}
+{{- $context = omit $context "runAsUser" "runAsGroup" "fsGroup" }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
 {{/* The serving Certificate (cert-manager mode); named in cert-manager.io/inject-ca-from. */}}
 {{- define "gpu-rdma-injector.servingCertificateName" -}}
 {{- printf "%s-tls" (include "gpu-rdma-injector.fullname" .) }}
