@@ -7,7 +7,8 @@ supported Kubernetes (1.28) and the newest the package ships. On top of that: th
 configuration field by field, the restricted Pod Security Standard, least-privilege RBAC, the
 policy ConfigMap, the values schema and the examples. OpenShift renderings (helm's
 `--api-versions security.openshift.io/v1`, as `helm install` sees it there) are checked against
-the restricted-v2 SecurityContextConstraints.
+the restricted-v2 SecurityContextConstraints, and service-ca mode object by object, including a
+rotation of its mounted Secret the way kubelet performs it.
 
 helm comes from <repo>/.tools/bin (scripts/install-tools); without it the tests fail, not skip.
 """
@@ -15,8 +16,11 @@ helm comes from <repo>/.tools/bin (scripts/install-tools); without it the tests 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +32,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpu-rdma-injector"
@@ -80,6 +85,7 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "secret": (RELEASE, [], SECRET_MODE),
+    "service-ca": (RELEASE, [], {"certificates": {"mode": "service-ca"}}),
     "multi-rail": (RELEASE, ["values-multi-rail.yaml"], {}),
     "custom-label": (
         RELEASE,
@@ -129,6 +135,16 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "replicas-3": (RELEASE, [], {"replicaCount": 3}),
     # OpenShift: rendered with --api-versions security.openshift.io/v1 (OPENSHIFT_RENDERINGS).
     "openshift": (RELEASE, [], {}),
+    "openshift-service-ca": (
+        RELEASE,
+        [],
+        {
+            "certificates": {"mode": "service-ca"},
+            "serviceMonitor": {"enabled": True},
+            "networkPolicy": {"enabled": True},
+            "service": {"annotations": {"example.com/svc": "webhook"}},
+        },
+    ),
     "openshift-disabled": (RELEASE, [], {"openshift": {"adaptSecurityContext": "disabled"}}),
     # Adapted without the API (manifests rendered offline for OpenShift), and no SCC pin.
     "openshift-force": (
@@ -179,9 +195,9 @@ MODE_OF = {
     for name, (_, _, values) in COMBINATIONS.items()
 }
 # Combinations rendered as on a cluster that serves OpenShift's security API.
-OPENSHIFT_RENDERINGS = {"openshift", "openshift-disabled"}
+OPENSHIFT_RENDERINGS = {"openshift", "openshift-service-ca", "openshift-disabled"}
 # Combinations whose pods must leave their IDs to OpenShift (detected, or forced).
-OPENSHIFT_ADAPTED = {"openshift", "openshift-force"}
+OPENSHIFT_ADAPTED = {"openshift", "openshift-service-ca", "openshift-force"}
 
 CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
 
@@ -795,6 +811,10 @@ def test_ca_bundle_and_ca_injection_per_mode(
         one(objects, "Certificate", certificate_name)
     else:
         assert "cert-manager.io/inject-ca-from" not in annotations
+    if mode == "service-ca":
+        assert annotations["service.beta.openshift.io/inject-cabundle"] == "true"
+    else:
+        assert "service.beta.openshift.io/inject-cabundle" not in annotations
 
 
 # --- Deployment ----------------------------------------------------------------------------------
@@ -979,6 +999,7 @@ def test_serve_flags_and_mounts_per_mode(
         expected_secret = {
             "secret": "corp-webhook-tls",
             "cert-manager": f"{fullname}-tls",
+            "service-ca": f"{fullname}-service-ca-tls",
         }[mode]
         assert volumes["tls"]["secret"]["secretName"] == expected_secret
         # The whole Secret as a directory: kubelet swaps renewed files in atomically.
@@ -1161,6 +1182,14 @@ def test_service_monitor(rendered: Callable[[str], Objects]) -> None:
     assert find(rendered("self-signed"), "ServiceMonitor") == []
     skip_verify = one(rendered("kitchen-sink"), "ServiceMonitor")
     assert skip_verify["spec"]["endpoints"][0]["tlsConfig"]["insecureSkipVerify"] is True
+    # service-ca: the CA OpenShift publishes in every namespace, not a key of the serving Secret.
+    (service_ca_endpoint,) = one(rendered("openshift-service-ca"), "ServiceMonitor")["spec"][
+        "endpoints"
+    ]
+    assert service_ca_endpoint["tlsConfig"] == {
+        "serverName": f"{FULLNAME}.{NAMESPACE}.svc",
+        "ca": {"configMap": {"name": "openshift-service-ca.crt", "key": "service-ca.crt"}},
+    }
 
 
 def test_network_policy(rendered: Callable[[str], Objects]) -> None:
@@ -1450,7 +1479,7 @@ def test_restricted_v2_check_catches_violations(rendered: Callable[[str], Object
     assert restricted_v2_violations(allowed_metadata, allowed) == []
 
 
-@pytest.mark.parametrize("combination", ["self-signed", "cert-manager", "openshift-disabled"])
+@pytest.mark.parametrize("combination", ["self-signed", "service-ca", "openshift-disabled"])
 def test_fixed_ids_without_openshift_adaptation(
     combination: str, rendered: Callable[[str], Objects]
 ) -> None:
@@ -1479,3 +1508,160 @@ def test_required_scc_pin(rendered: Callable[[str], Objects]) -> None:
     assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-force")  # requiredSCC: ""
     assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-disabled")
     assert REQUIRED_SCC_ANNOTATION not in annotations("self-signed")
+
+
+# --- service-ca mode -----------------------------------------------------------------------------
+#
+# OpenShift's service-ca operator (openshift/service-ca-operator):
+# pkg/controller/servingcert/controller/secret_creating_controller.go creates a kubernetes.io/tls
+# Secret named by the Service annotation service.beta.openshift.io/serving-cert-secret-name, for
+# <service>.<namespace>.svc and <service>.<namespace>.svc.<cluster domain>, owned by the Service,
+# and refuses a Secret of that name it did not create ("does not have corresponding service
+# UID"); pkg/controller/cabundleinjector/admissionwebhook.go writes the CA bundle into every
+# webhook's caBundle of a MutatingWebhookConfiguration annotated
+# service.beta.openshift.io/inject-cabundle: "true".
+
+SERVICE_CA_SECRET = f"{FULLNAME}-service-ca-tls"
+
+
+@pytest.mark.parametrize("combination", ["service-ca", "openshift-service-ca"])
+def test_service_ca_mode_objects(combination: str, rendered: Callable[[str], Objects]) -> None:
+    objects = rendered(combination)
+    service = one(objects, "Service", FULLNAME)
+    annotations = service["metadata"]["annotations"]
+    assert annotations["service.beta.openshift.io/serving-cert-secret-name"] == SERVICE_CA_SECRET
+    if combination == "openshift-service-ca":  # the user's own Service annotations stay
+        assert annotations["example.com/svc"] == "webhook"
+    configuration, webhook = the_webhook(objects)
+    assert configuration["metadata"]["annotations"] == {
+        "service.beta.openshift.io/inject-cabundle": "true"
+    }
+    assert "caBundle" not in webhook["clientConfig"]
+    # service-ca creates the Secret; the chart renders none and asks for no writes at all.
+    assert find(objects, "Secret") == []
+    for kind in ("Certificate", "Issuer", "Role", "RoleBinding"):
+        assert find(objects, kind) == [], kind
+    for _, rule in rules_of(objects):
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+    spec = pod_spec_of(objects)
+    (container,) = spec["containers"]
+    _, flags = parse_flags(container["args"])
+    assert flags["tls-cert-file"] == "/etc/gpu-rdma-injector/tls/tls.crt"
+    assert flags["tls-key-file"] == "/etc/gpu-rdma-injector/tls/tls.key"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/gpu-rdma-injector/tls", "readOnly": True}
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"] == {"secretName": SERVICE_CA_SECRET, "defaultMode": 0o440}
+
+
+def test_service_ca_secret_name_never_collides(rendered: Callable[[str], Objects]) -> None:
+    """Switching modes on a running release must not point service-ca at a Secret it did not
+    create: the kept self-signed Secret or cert-manager's have other names."""
+    others = {
+        volume["secret"]["secretName"]
+        for combination in ("cert-manager", "secret")
+        for volume in pod_spec_of(rendered(combination))["volumes"]
+        if "secret" in volume
+    }
+    others.add(one(rendered("self-signed"), "Secret")["metadata"]["name"])
+    assert SERVICE_CA_SECRET not in others
+
+
+def _served_certificate(server_context: ssl.SSLContext, ca_pem: bytes, hostname: str) -> bytes:
+    """The DER certificate a TLS handshake gets from `server_context`, verified as the API
+    server verifies a webhook: against the caBundle, for <service>.<namespace>.svc."""
+    client_context = ssl.create_default_context(cadata=ca_pem.decode())
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_context.wrap_bio(client_in, client_out, server_hostname=hostname)
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    sides = [(client, client_out, server_in), (server, server_out, client_in)]
+    done = [False, False]
+    for _ in range(10):
+        for index, (side, outgoing, incoming) in enumerate(sides):
+            if not done[index]:
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+                    done[index] = True
+            incoming.write(outgoing.read())
+        if all(done):
+            break
+    assert all(done), "the TLS handshake did not complete"
+    certificate = client.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def _atomic_write(directory: Path, files: dict[str, bytes], generation: int) -> None:
+    """Update a Secret volume the way kubelet's AtomicWriter does: the files go into a new
+    timestamped directory, the `..data` symlink is swapped to it with one rename, and the
+    visible names are symlinks through `..data` (pkg/volume/util/atomic_writer.go)."""
+    payload = directory / f"..2026_01_01_00_00_0{generation}.000000001"
+    payload.mkdir()
+    for name, content in files.items():
+        (payload / name).write_bytes(content)
+    staging = directory / "..data_tmp"
+    staging.symlink_to(payload.name)
+    os.rename(staging, directory / "..data")
+    for name in files:
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+
+
+def test_service_ca_rotation_reaches_the_running_server(
+    rendered: Callable[[str], Objects], tmp_path: Path
+) -> None:
+    """The rendered args point into the Secret's directory mount; a renewed service-ca Secret,
+    written the way kubelet writes it, is served by the running server's next reload check.
+    tls.crt carries the chain as service-ca writes it (serving certificate, then the CA)."""
+    from webhook.certs import ReloadingTLS, generate_ca, generate_serving
+
+    container = pod_spec_of(rendered("openshift-service-ca"))["containers"][0]
+    _, flags = parse_flags(container["args"])
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    mount_path = Path(mount["mountPath"])
+    cert_name = Path(flags["tls-cert-file"]).relative_to(mount_path)
+    key_name = Path(flags["tls-key-file"]).relative_to(mount_path)
+    # The keys of a kubernetes.io/tls Secret, directly under the mount.
+    assert (str(cert_name), str(key_name)) == ("tls.crt", "tls.key")
+
+    hostname = f"{FULLNAME}.{NAMESPACE}.svc"
+    names = [hostname, f"{hostname}.cluster.local"]
+    service_ca = generate_ca("openshift-service-serving-signer")
+    volume = tmp_path / "tls"
+    volume.mkdir()
+
+    def issue(generation: int) -> bytes:
+        serving = generate_serving(service_ca, names)
+        chain = serving.cert_pem() + service_ca.cert_pem()
+        _atomic_write(volume, {"tls.crt": chain, "tls.key": serving.key_pem()}, generation)
+        return serving.cert.public_bytes(serialization.Encoding.DER)
+
+    first = issue(1)
+    tls = ReloadingTLS(volume / cert_name, volume / key_name)
+    assert _served_certificate(tls.context, service_ca.cert_pem(), hostname) == first
+    assert tls.reload_if_changed() is False
+
+    renewed = issue(2)
+    assert (volume / "..data").resolve().name.endswith("2.000000001")
+    assert tls.reload_if_changed() is True
+    assert _served_certificate(tls.context, service_ca.cert_pem(), hostname) == renewed
+    assert renewed != first
+
+
+def test_notes_for_service_ca_mode() -> None:
+    result = run_helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--set",
+        "certificates.mode=service-ca",
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"kubectl -n {NAMESPACE} get secret {SERVICE_CA_SECRET}" in notes
+    assert f"kubectl get mutatingwebhookconfiguration {FULLNAME} " in notes
+    # Not an OpenShift cluster (dry-run=client has no security.openshift.io/v1): said plainly.
+    assert "needs OpenShift's service-ca operator" in notes

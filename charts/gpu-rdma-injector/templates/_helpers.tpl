@@ -90,11 +90,16 @@ Object names derived from the full name.
 
 {{/*
 The Secret holding the serving certificate: the webhook's own in self-signed mode, cert-manager's
-in cert-manager mode, the user's in secret mode.
+in cert-manager mode, the user's in secret mode, the service-ca operator's in service-ca mode.
+service-ca gets a name of its own: it refuses to fill a Secret it did not create (the one a
+self-signed install keeps with helm.sh/resource-policy: keep, or cert-manager's), so switching
+modes on a running release must not land on an existing name.
 */}}
 {{- define "gpu-rdma-injector.tlsSecretName" -}}
 {{- if eq .Values.certificates.mode "secret" }}
 {{- .Values.certificates.secret.name }}
+{{- else if eq .Values.certificates.mode "service-ca" }}
+{{- printf "%s-service-ca-tls" (include "gpu-rdma-injector.fullname" .) }}
 {{- else }}
 {{- printf "%s-tls" (include "gpu-rdma-injector.fullname" .) }}
 {{- end }}
@@ -147,7 +152,7 @@ pods.gpu-rdma-injector.io
 /etc/gpu-rdma-injector/policy
 {{- end }}
 
-{{/* Directory of the TLS Secret mount in cert-manager and secret modes. */}}
+{{/* Directory of the TLS Secret mount in every mode but self-signed. */}}
 {{- define "gpu-rdma-injector.tlsDir" -}}
 /etc/gpu-rdma-injector/tls
 {{- end }}
