@@ -42,7 +42,11 @@ HELM = REPO / ".tools" / "bin" / "helm"
 RELEASE = "gri"
 NAMESPACE = "gpu-system"
 FULLNAME = f"{RELEASE}-gpu-rdma-injector"
+CONFIGURATION_NAME = f"zz-{FULLNAME}"  # the MutatingWebhookConfiguration
 WEBHOOK_NAME = "pods.gpu-rdma-injector.io"
+# The SR-IOV network operator's registration of network-resources-injector
+# (k8snetworkplumbingwg/sriov-network-operator pkg/consts/constants.go, InjectorWebHookName).
+PEER_CONFIGURATION_NAME = "network-resources-injector-config"
 OPENSHIFT_API = "security.openshift.io/v1"
 LONG_RELEASE = "long-release-name-to-test-truncation-of-the-fullname"  # helm allows 53
 
@@ -133,6 +137,7 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "replicas-3": (RELEASE, [], {"replicaCount": 3}),
+    "renamed": (RELEASE, [], {"webhook": {"configurationName": "example.com-gpu-rdma"}}),
     # OpenShift: rendered with --api-versions security.openshift.io/v1 (OPENSHIFT_RENDERINGS).
     "openshift": (RELEASE, [], {}),
     "openshift-service-ca": (
@@ -247,6 +252,11 @@ def one(objects: Objects, kind: str, name: str | None = None) -> dict[str, Any]:
 def fullname_of(combination: str) -> str:
     release = COMBINATIONS[combination][0]
     return f"{release}-gpu-rdma-injector"[:63].rstrip("-")
+
+
+def configuration_name_of(combination: str) -> str:
+    configured = COMBINATIONS[combination][2].get("webhook", {}).get("configurationName")
+    return configured or f"zz-{fullname_of(combination)}"
 
 
 def parse_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -493,6 +503,10 @@ BAD_VALUES = {
         {"openshift": {"adaptSecurityContext": "true"}},
         "adaptSecurityContext",
     ),
+    "configuration-name-not-a-dns-name": (
+        {"webhook": {"configurationName": "GPU_RDMA"}},
+        "configurationName",
+    ),
 }
 
 
@@ -678,7 +692,7 @@ def test_standard_labels(rendered: Callable[[str], Objects]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/version"] == "0.1.0"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "gpu-rdma-injector-0.1.0"
+        assert labels["helm.sh/chart"] == "gpu-rdma-injector-0.2.0"
 
 
 def test_common_labels_and_annotations_reach_every_object(
@@ -703,7 +717,7 @@ def test_webhook_configuration_fields(combination: str, rendered: Callable[[str]
     objects = rendered(combination)
     fullname = fullname_of(combination)
     configuration, webhook = the_webhook(objects)
-    assert configuration["metadata"]["name"] == fullname
+    assert configuration["metadata"]["name"] == configuration_name_of(combination)
     assert webhook["name"] == WEBHOOK_NAME
     assert webhook["admissionReviewVersions"] == ["v1"]
     assert webhook["sideEffects"] == "None"
@@ -980,7 +994,7 @@ def test_serve_flags_and_mounts_per_mode(
     mode = MODE_OF[combination]
     if mode == "self-signed":
         assert flags["self-signed-secret"] == f"{fullname}-tls"
-        assert flags["webhook-configuration"] == fullname
+        assert flags["webhook-configuration"] == configuration_name_of(combination)
         assert flags["service-name"] == fullname
         assert flags["tls-cert-file"] == "/tmp/tls/tls.crt"
         assert flags["tls-key-file"] == "/tmp/tls/tls.key"
@@ -1064,7 +1078,7 @@ def test_rbac_is_least_privilege(combination: str, rendered: Callable[[str], Obj
                     "admissionregistration.k8s.io",
                     "mutatingwebhookconfigurations",
                     ("get", "patch", "update"),
-                    (fullname,),
+                    (configuration_name_of(combination),),
                 ),
             ]
         )
@@ -1662,6 +1676,67 @@ def test_notes_for_service_ca_mode() -> None:
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"kubectl -n {NAMESPACE} get secret {SERVICE_CA_SECRET}" in notes
-    assert f"kubectl get mutatingwebhookconfiguration {FULLNAME} " in notes
+    assert f"kubectl get mutatingwebhookconfiguration {CONFIGURATION_NAME} " in notes
     # Not an OpenShift cluster (dry-run=client has no security.openshift.io/v1): said plainly.
     assert "needs OpenShift's service-ca operator" in notes
+
+
+# --- webhook order beside network-resources-injector ---------------------------------------------
+#
+# kube-apiserver runs mutating webhook configurations sorted by name (Go string order), each
+# one's webhooks in list order: kubernetes/kubernetes,
+# staging/src/k8s.io/apiserver/pkg/admission/configuration/mutating_webhook_manager.go
+# (sort.SliceStable(..., MutatingWebhookConfigurationSorter(...).ByName)).
+
+
+@pytest.mark.parametrize("combination", sorted(set(COMBINATIONS) - {"renamed"}))
+def test_default_configuration_name_sorts_after_the_peer_injector(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    name = one(rendered(combination), "MutatingWebhookConfiguration")["metadata"]["name"]
+    assert name == f"zz-{fullname_of(combination)}"
+    # Python compares str by code point, as Go compares strings by byte, for these ASCII names.
+    assert name > PEER_CONFIGURATION_NAME
+
+
+@pytest.mark.parametrize("release", ["a", "gpu-rdma-injector", "network-resources-injector", "zz"])
+def test_configuration_name_order_does_not_depend_on_the_release(release: str) -> None:
+    result = run_helm(
+        *template_args(release, []), "--show-only", "templates/mutatingwebhookconfiguration.yaml"
+    )
+    assert result.returncode == 0, result.stderr
+    name = yaml.safe_load(result.stdout)["metadata"]["name"]
+    assert name > PEER_CONFIGURATION_NAME, name
+
+
+def test_configured_name_is_used_everywhere(rendered: Callable[[str], Objects]) -> None:
+    objects = rendered("renamed")
+    configuration, _ = the_webhook(objects)
+    assert configuration["metadata"]["name"] == "example.com-gpu-rdma"
+    _, flags = parse_flags(pod_spec_of(objects)["containers"][0]["args"])
+    assert flags["webhook-configuration"] == "example.com-gpu-rdma"
+    (rule,) = [
+        rule
+        for _, rule in rules_of(objects)
+        if rule["resources"] == ["mutatingwebhookconfigurations"]
+    ]
+    assert rule["resourceNames"] == ["example.com-gpu-rdma"]
+
+
+@pytest.mark.parametrize(
+    ("set_args", "warned"),
+    [
+        ([], False),
+        (["--set", "webhook.configurationName=zz-anything"], False),
+        (["--set", "webhook.configurationName=gpu-rdma-injector"], True),
+        (["--set", f"webhook.configurationName={PEER_CONFIGURATION_NAME}"], True),
+    ],
+    ids=["default", "after", "before", "equal"],
+)
+def test_notes_warn_when_the_name_sorts_before_the_peer(set_args: list[str], warned: bool) -> None:
+    result = run_helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *set_args
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert (f"sorts before\n   {PEER_CONFIGURATION_NAME}" in notes) is warned, notes

@@ -105,6 +105,22 @@ modes on a running release must not land on an existing name.
 {{- end }}
 {{- end }}
 
+{{/*
+Name of the MutatingWebhookConfiguration. The API server calls mutating webhook configurations in
+the order of their names (then each one's webhooks in list order), so the name decides whether
+this webhook runs before or after the SR-IOV operator's network-resources-injector-config. The
+default "zz-<fullname>" sorts after it (and after nearly everything else), whatever the release
+name: see "Webhook order" in the chart's README for why last is right.
+*/}}
+{{- define "gpu-rdma-injector.webhookConfigurationName" -}}
+{{- .Values.webhook.configurationName | default (printf "zz-%s" (include "gpu-rdma-injector.fullname" .)) }}
+{{- end }}
+
+{{/* The SR-IOV network operator's injector registration; the chart's name sorts after it. */}}
+{{- define "gpu-rdma-injector.peerInjectorConfigurationName" -}}
+network-resources-injector-config
+{{- end }}
+
 {{/* "true" when the cluster serves OpenShift's security API (SecurityContextConstraints). */}}
 {{- define "gpu-rdma-injector.isOpenShift" -}}
 {{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end }}
