@@ -5,7 +5,10 @@ cache, so each combination costs one `helm template`), and every rendered object
 against the official Kubernetes OpenAPI schemas bundled with kubernetes-validate, for the oldest
 supported Kubernetes (1.28) and the newest the package ships. On top of that: the webhook
 configuration field by field, the restricted Pod Security Standard, least-privilege RBAC, the
-policy ConfigMap, the values schema and the examples.
+policy ConfigMap, the values schema and the examples. OpenShift renderings (helm's
+`--api-versions security.openshift.io/v1`, as `helm install` sees it there) are checked against
+the restricted-v2 SecurityContextConstraints, and service-ca mode object by object, including a
+rotation of its mounted Secret the way kubelet performs it.
 
 helm comes from <repo>/.tools/bin (scripts/install-tools); without it the tests fail, not skip.
 """
@@ -13,8 +16,11 @@ helm comes from <repo>/.tools/bin (scripts/install-tools); without it the tests 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +32,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpu-rdma-injector"
@@ -35,7 +42,12 @@ HELM = REPO / ".tools" / "bin" / "helm"
 RELEASE = "gri"
 NAMESPACE = "gpu-system"
 FULLNAME = f"{RELEASE}-gpu-rdma-injector"
+CONFIGURATION_NAME = f"zz-{FULLNAME}"  # the MutatingWebhookConfiguration
 WEBHOOK_NAME = "pods.gpu-rdma-injector.io"
+# The SR-IOV network operator's registration of network-resources-injector
+# (k8snetworkplumbingwg/sriov-network-operator pkg/consts/constants.go, InjectorWebHookName).
+PEER_CONFIGURATION_NAME = "network-resources-injector-config"
+OPENSHIFT_API = "security.openshift.io/v1"
 LONG_RELEASE = "long-release-name-to-test-truncation-of-the-fullname"  # helm allows 53
 
 OLDEST_KUBERNETES = "1.28.0"
@@ -77,6 +89,7 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "secret": (RELEASE, [], SECRET_MODE),
+    "service-ca": (RELEASE, [], {"certificates": {"mode": "service-ca"}}),
     "multi-rail": (RELEASE, ["values-multi-rail.yaml"], {}),
     "custom-label": (
         RELEASE,
@@ -124,6 +137,29 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "replicas-3": (RELEASE, [], {"replicaCount": 3}),
+    "renamed": (RELEASE, [], {"webhook": {"configurationName": "example.com-gpu-rdma"}}),
+    # OpenShift: rendered with --api-versions security.openshift.io/v1 (OPENSHIFT_RENDERINGS).
+    "openshift": (RELEASE, [], {}),
+    "openshift-service-ca": (
+        RELEASE,
+        [],
+        {
+            "certificates": {"mode": "service-ca"},
+            "serviceMonitor": {"enabled": True},
+            "networkPolicy": {"enabled": True},
+            "service": {"annotations": {"example.com/svc": "webhook"}},
+        },
+    ),
+    "openshift-disabled": (RELEASE, [], {"openshift": {"adaptSecurityContext": "disabled"}}),
+    # Adapted without the API (manifests rendered offline for OpenShift), and no SCC pin.
+    "openshift-force": (
+        RELEASE,
+        [],
+        {
+            "openshift": {"adaptSecurityContext": "force", "requiredSCC": ""},
+            "certificates": {"mode": "cert-manager"},
+        },
+    ),
     "single-replica": (RELEASE, [], {"replicaCount": 1}),
     # Every optional branch of the templates at once, with a release name past 63 characters.
     "kitchen-sink": (
@@ -163,6 +199,10 @@ MODE_OF = {
     name: values.get("certificates", {}).get("mode", "self-signed")
     for name, (_, _, values) in COMBINATIONS.items()
 }
+# Combinations rendered as on a cluster that serves OpenShift's security API.
+OPENSHIFT_RENDERINGS = {"openshift", "openshift-service-ca", "openshift-disabled"}
+# Combinations whose pods must leave their IDs to OpenShift (detected, or forced).
+OPENSHIFT_ADAPTED = {"openshift", "openshift-service-ca", "openshift-force"}
 
 CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
 
@@ -188,10 +228,12 @@ def values_file(directory: Path, name: str, values: dict[str, Any]) -> Path:
     return path
 
 
-def template_args(release: str, files: list[Path]) -> list[str]:
+def template_args(release: str, files: list[Path], api_versions: tuple[str, ...] = ()) -> list[str]:
     args = ["template", release, str(CHART), "--namespace", NAMESPACE]
     for path in files:
         args += ["--values", str(path)]
+    for api_version in api_versions:
+        args += ["--api-versions", api_version]
     return args
 
 
@@ -210,6 +252,11 @@ def one(objects: Objects, kind: str, name: str | None = None) -> dict[str, Any]:
 def fullname_of(combination: str) -> str:
     release = COMBINATIONS[combination][0]
     return f"{release}-gpu-rdma-injector"[:63].rstrip("-")
+
+
+def configuration_name_of(combination: str) -> str:
+    configured = COMBINATIONS[combination][2].get("webhook", {}).get("configurationName")
+    return configured or f"zz-{fullname_of(combination)}"
 
 
 def parse_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -356,7 +403,8 @@ def rendered(values_dir: Path) -> Callable[[str], Objects]:
             files = [EXAMPLES / name for name in example_files]
             if values:
                 files.append(values_file(values_dir, combination, values))
-            result = run_helm(*template_args(release, files))
+            api_versions = (OPENSHIFT_API,) if combination in OPENSHIFT_RENDERINGS else ()
+            result = run_helm(*template_args(release, files, api_versions))
             assert result.returncode == 0, f"helm template {combination} failed:\n{result.stderr}"
             cache[combination] = [o for o in yaml.safe_load_all(result.stdout) if o]
         return cache[combination]
@@ -451,6 +499,14 @@ BAD_VALUES = {
     "unknown-networks-not-deny-or-warn": ({"policy": {"unknownNetworks": "x"}}, "unknownNetworks"),
     "timeout-above-30": ({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds"),
     "annotation-not-a-string": ({"podAnnotations": {"a": 1}}, "podAnnotations"),
+    "adapt-security-context-not-an-option": (
+        {"openshift": {"adaptSecurityContext": "true"}},
+        "adaptSecurityContext",
+    ),
+    "configuration-name-not-a-dns-name": (
+        {"webhook": {"configurationName": "GPU_RDMA"}},
+        "configurationName",
+    ),
 }
 
 
@@ -636,7 +692,7 @@ def test_standard_labels(rendered: Callable[[str], Objects]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/version"] == "0.1.0"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "gpu-rdma-injector-0.1.0"
+        assert labels["helm.sh/chart"] == "gpu-rdma-injector-0.2.0"
 
 
 def test_common_labels_and_annotations_reach_every_object(
@@ -661,7 +717,7 @@ def test_webhook_configuration_fields(combination: str, rendered: Callable[[str]
     objects = rendered(combination)
     fullname = fullname_of(combination)
     configuration, webhook = the_webhook(objects)
-    assert configuration["metadata"]["name"] == fullname
+    assert configuration["metadata"]["name"] == configuration_name_of(combination)
     assert webhook["name"] == WEBHOOK_NAME
     assert webhook["admissionReviewVersions"] == ["v1"]
     assert webhook["sideEffects"] == "None"
@@ -769,6 +825,10 @@ def test_ca_bundle_and_ca_injection_per_mode(
         one(objects, "Certificate", certificate_name)
     else:
         assert "cert-manager.io/inject-ca-from" not in annotations
+    if mode == "service-ca":
+        assert annotations["service.beta.openshift.io/inject-cabundle"] == "true"
+    else:
+        assert "service.beta.openshift.io/inject-cabundle" not in annotations
 
 
 # --- Deployment ----------------------------------------------------------------------------------
@@ -854,6 +914,7 @@ def test_deployment_defaults(rendered: Callable[[str], Objects]) -> None:
     ]
     assert "priorityClassName" not in spec
     assert "topologySpreadConstraints" not in spec
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]
 
 
 def test_deployment_options(rendered: Callable[[str], Objects]) -> None:
@@ -933,7 +994,7 @@ def test_serve_flags_and_mounts_per_mode(
     mode = MODE_OF[combination]
     if mode == "self-signed":
         assert flags["self-signed-secret"] == f"{fullname}-tls"
-        assert flags["webhook-configuration"] == fullname
+        assert flags["webhook-configuration"] == configuration_name_of(combination)
         assert flags["service-name"] == fullname
         assert flags["tls-cert-file"] == "/tmp/tls/tls.crt"
         assert flags["tls-key-file"] == "/tmp/tls/tls.key"
@@ -949,8 +1010,14 @@ def test_serve_flags_and_mounts_per_mode(
         assert flags["tls-key-file"] == "/etc/gpu-rdma-injector/tls/tls.key"
         assert mounts["tls"]["mountPath"] == "/etc/gpu-rdma-injector/tls"
         assert mounts["tls"]["readOnly"] is True
-        expected_secret = "corp-webhook-tls" if mode == "secret" else f"{fullname}-tls"
+        expected_secret = {
+            "secret": "corp-webhook-tls",
+            "cert-manager": f"{fullname}-tls",
+            "service-ca": f"{fullname}-service-ca-tls",
+        }[mode]
         assert volumes["tls"]["secret"]["secretName"] == expected_secret
+        # The whole Secret as a directory: kubelet swaps renewed files in atomically.
+        assert "items" not in volumes["tls"]["secret"]
         assert find(objects, "Secret") == []
 
 
@@ -1011,7 +1078,7 @@ def test_rbac_is_least_privilege(combination: str, rendered: Callable[[str], Obj
                     "admissionregistration.k8s.io",
                     "mutatingwebhookconfigurations",
                     ("get", "patch", "update"),
-                    (fullname,),
+                    (configuration_name_of(combination),),
                 ),
             ]
         )
@@ -1129,6 +1196,14 @@ def test_service_monitor(rendered: Callable[[str], Objects]) -> None:
     assert find(rendered("self-signed"), "ServiceMonitor") == []
     skip_verify = one(rendered("kitchen-sink"), "ServiceMonitor")
     assert skip_verify["spec"]["endpoints"][0]["tlsConfig"]["insecureSkipVerify"] is True
+    # service-ca: the CA OpenShift publishes in every namespace, not a key of the serving Secret.
+    (service_ca_endpoint,) = one(rendered("openshift-service-ca"), "ServiceMonitor")["spec"][
+        "endpoints"
+    ]
+    assert service_ca_endpoint["tlsConfig"] == {
+        "serverName": f"{FULLNAME}.{NAMESPACE}.svc",
+        "ca": {"configMap": {"name": "openshift-service-ca.crt", "key": "service-ca.crt"}},
+    }
 
 
 def test_network_policy(rendered: Callable[[str], Objects]) -> None:
@@ -1223,3 +1298,445 @@ def test_webhook_accepts_the_rendered_args_and_policy(
     configmap = one(objects, "ConfigMap")
     policy = parse_policy(configmap["data"]["policy.yaml"], combination)
     assert policy.networks
+
+
+# --- OpenShift: the restricted-v2 SecurityContextConstraints -------------------------------------
+#
+# restricted-v2 as OpenShift ships it: openshift/cluster-kube-apiserver-operator,
+# bindata/bootkube/scc-manifests/0000_20_kube-apiserver-operator_00_scc-restricted-v2.yaml:
+#   allowHostDirVolumePlugin/IPC/Network/PID/Ports: false, allowPrivilegedContainer: false,
+#   allowPrivilegeEscalation: false, requiredDropCapabilities: [ALL],
+#   allowedCapabilities: [NET_BIND_SERVICE], defaultAddCapabilities: null,
+#   runAsUser: MustRunAsRange, seLinuxContext: MustRunAs, fsGroup: MustRunAs,
+#   supplementalGroups: RunAsAny, seccompProfiles: [runtime/default],
+#   readOnlyRootFilesystem: false (not required), volumes: configMap, downwardAPI, emptyDir,
+#   persistentVolumeClaim, projected, secret (newer releases add csi, ephemeral and image; the
+#   oldest list is checked). How SCC admission applies them, field by field:
+#   openshift/apiserver-library-go, pkg/securitycontextconstraints/sccmatching/provider.go
+#   (host namespace checks, volumes, hostPort, capabilities, fsGroup and supplementalGroups
+#   strategies, seccomp). The ranges behind MustRunAsRange/MustRunAs are the namespace's
+#   annotations openshift.io/sa.scc.uid-range, openshift.io/sa.scc.supplemental-groups and
+#   openshift.io/sa.scc.mcs, assigned per namespace at creation: a chart cannot know them, so a
+#   pod passes for every namespace only by leaving runAsUser, fsGroup and seLinuxOptions unset
+#   (admission then fills them in from the ranges).
+
+RESTRICTED_V2_VOLUME_TYPES = {
+    "configMap",
+    "downwardAPI",
+    "emptyDir",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+RESTRICTED_V2_ALLOWED_CAPABILITIES = {"NET_BIND_SERVICE"}
+REQUIRED_SCC_ANNOTATION = "openshift.io/required-scc"
+
+
+def restricted_v2_violations(metadata: dict[str, Any], pod_spec: dict[str, Any]) -> list[str]:
+    """What in a pod template restricted-v2 would reject in some namespace, plus what the chart
+    keeps of the restricted profile on top (runAsNonRoot, read-only root filesystem, the SCC pin).
+
+    runAsGroup: restricted-v2 sets no runAsGroup strategy (RunAsAny), but an image for an
+    arbitrary UID runs with group 0 (OpenShift's convention), so a fixed group is flagged too.
+    """
+    problems: list[str] = []
+    pod_sc = pod_spec.get("securityContext") or {}
+    problems += [
+        f"spec.{field} is true (allowHost*: false)"
+        for field in ("hostNetwork", "hostPID", "hostIPC")
+        if pod_spec.get(field)
+    ]
+    for volume in pod_spec.get("volumes") or []:
+        kinds = set(volume) - VOLUME_META_KEYS
+        if not kinds <= RESTRICTED_V2_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']} uses {sorted(kinds)} (volumes)")
+    for field, strategy in (
+        ("runAsUser", "runAsUser: MustRunAsRange"),
+        ("runAsGroup", "group 0 for an arbitrary UID"),
+        ("fsGroup", "fsGroup: MustRunAs"),
+        ("seLinuxOptions", "seLinuxContext: MustRunAs"),
+    ):
+        if field in pod_sc:
+            problems.append(f"pod securityContext.{field} is fixed ({strategy})")
+    problems += [
+        f"unsafe sysctl {sysctl['name']}"
+        for sysctl in pod_sc.get("sysctls") or []
+        if sysctl["name"] not in SAFE_SYSCTLS
+    ]
+    if (metadata.get("annotations") or {}).get(REQUIRED_SCC_ANNOTATION) != "restricted-v2":
+        problems.append(f"pod template lacks {REQUIRED_SCC_ANNOTATION}: restricted-v2")
+
+    containers = [
+        *pod_spec.get("initContainers", []),
+        *pod_spec.get("containers", []),
+        *pod_spec.get("ephemeralContainers", []),
+    ]
+    for container in containers:
+        name = container["name"]
+        sc = container.get("securityContext") or {}
+        for field in ("runAsUser", "runAsGroup", "seLinuxOptions"):
+            if field in sc:
+                problems.append(f"{name}: securityContext.{field} is fixed")
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged (allowPrivilegedContainer: false)")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        capabilities = sc.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"{name}: capabilities do not drop ALL (requiredDropCapabilities)")
+        added = set(capabilities.get("add") or []) - RESTRICTED_V2_ALLOWED_CAPABILITIES
+        if added:
+            problems.append(f"{name}: adds capabilities {sorted(added)} (allowedCapabilities)")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp != "RuntimeDefault":
+            problems.append(f"{name}: seccompProfile is {seccomp!r} (seccompProfiles)")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"{name}: uses a hostPort (allowHostPorts: false)")
+        non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        if non_root is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: readOnlyRootFilesystem is not true")
+    return problems
+
+
+def pod_templates(objects: Objects) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(kind/name, metadata, spec) of every pod the objects would create."""
+    found = []
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] == "Pod":
+            found.append((where, obj["metadata"], obj["spec"]))
+        elif obj["kind"] == "CronJob":
+            template = obj["spec"]["jobTemplate"]["spec"]["template"]
+            found.append((where, template.get("metadata", {}), template["spec"]))
+        elif "template" in obj.get("spec", {}) and "spec" in obj["spec"]["template"]:
+            template = obj["spec"]["template"]
+            found.append((where, template.get("metadata", {}), template["spec"]))
+    return found
+
+
+@pytest.mark.parametrize("combination", sorted(OPENSHIFT_ADAPTED - {"openshift-force"}))
+def test_every_pod_template_passes_restricted_v2(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    templates = pod_templates(rendered(combination))
+    assert [where for where, _, _ in templates] == [f"Deployment/{fullname_of(combination)}"]
+    for where, metadata, spec in templates:
+        assert restricted_v2_violations(metadata, spec) == [], where
+
+
+def test_openshift_keeps_the_rest_of_the_restricted_profile(
+    rendered: Callable[[str], Objects],
+) -> None:
+    for combination in sorted(OPENSHIFT_ADAPTED):
+        spec = pod_spec_of(rendered(combination))
+        assert spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, combination
+        assert spec["containers"][0]["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, combination
+
+
+def test_restricted_v2_check_catches_violations(rendered: Callable[[str], Objects]) -> None:
+    """A check that passes everything proves nothing: each rule is broken once and flagged."""
+    ((_, metadata, clean),) = pod_templates(rendered("openshift"))
+    breakages: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+        "runAsUser: MustRunAsRange": lambda m, s: s["securityContext"].update(runAsUser=65532),
+        "fsGroup: MustRunAs": lambda m, s: s["securityContext"].update(fsGroup=65532),
+        "group 0": lambda m, s: s["securityContext"].update(runAsGroup=65532),
+        "seLinuxContext: MustRunAs": lambda m, s: s["securityContext"].update(
+            seLinuxOptions={"level": "s0:c1,c2"}
+        ),
+        "webhook: securityContext.runAsUser is fixed": lambda m, s: s["containers"][0][
+            "securityContext"
+        ].update(runAsUser=1000),
+        "allowHost*": lambda m, s: s.update(hostNetwork=True),
+        "(volumes)": lambda m, s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+        "allowPrivilegedContainer": lambda m, s: s["containers"][0]["securityContext"].update(
+            privileged=True
+        ),
+        "allowPrivilegeEscalation": lambda m, s: s["containers"][0]["securityContext"].pop(
+            "allowPrivilegeEscalation"
+        ),
+        "requiredDropCapabilities": lambda m, s: s["containers"][0]["securityContext"].update(
+            capabilities={}
+        ),
+        "allowedCapabilities": lambda m, s: s["containers"][0]["securityContext"].update(
+            capabilities={"drop": ["ALL"], "add": ["NET_RAW"]}
+        ),
+        "seccompProfiles": lambda m, s: s["securityContext"].update(
+            seccompProfile={"type": "Unconfined"}
+        ),
+        "allowHostPorts": lambda m, s: s["containers"][0]["ports"][0].update(hostPort=8443),
+        "runAsNonRoot": lambda m, s: s["securityContext"].pop("runAsNonRoot"),
+        "readOnlyRootFilesystem": lambda m, s: s["containers"][0]["securityContext"].pop(
+            "readOnlyRootFilesystem"
+        ),
+        REQUIRED_SCC_ANNOTATION: lambda m, s: m["annotations"].pop(REQUIRED_SCC_ANNOTATION),
+        "unsafe sysctl": lambda m, s: s["securityContext"].update(
+            sysctls=[{"name": "kernel.msgmax", "value": "1"}]
+        ),
+    }
+    for expected, breaking in breakages.items():
+        broken_metadata, broken = json.loads(json.dumps([metadata, clean]))
+        breaking(broken_metadata, broken)
+        problems = "\n".join(restricted_v2_violations(broken_metadata, broken))
+        assert expected in problems, f"{expected!r} not flagged: {problems!r}"
+    # NET_BIND_SERVICE is the one capability restricted-v2 allows to add.
+    allowed_metadata, allowed = json.loads(json.dumps([metadata, clean]))
+    allowed["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_BIND_SERVICE"]
+    assert restricted_v2_violations(allowed_metadata, allowed) == []
+
+
+@pytest.mark.parametrize("combination", ["self-signed", "service-ca", "openshift-disabled"])
+def test_fixed_ids_without_openshift_adaptation(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    """Without the OpenShift API (or with adaptation disabled) the pods keep today's fixed IDs,
+    which restricted-v2 would reject: the adaptation is what makes OpenShift admit them."""
+    objects = rendered(combination)
+    spec = pod_spec_of(objects)
+    assert {key: spec["securityContext"].get(key) for key in ("runAsUser", "runAsGroup")} == {
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+    }
+    assert spec["securityContext"]["fsGroup"] == 65532
+    ((_, metadata, pod_spec),) = pod_templates(objects)
+    problems = "\n".join(restricted_v2_violations(metadata, pod_spec))
+    assert "runAsUser: MustRunAsRange" in problems
+    assert REQUIRED_SCC_ANNOTATION in problems
+    assert restricted_pss_violations(pod_spec) == []
+
+
+def test_required_scc_pin(rendered: Callable[[str], Objects]) -> None:
+    def annotations(combination: str) -> dict[str, str]:
+        template = one(rendered(combination), "Deployment")["spec"]["template"]
+        return template["metadata"].get("annotations", {})
+
+    assert annotations("openshift")[REQUIRED_SCC_ANNOTATION] == "restricted-v2"
+    assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-force")  # requiredSCC: ""
+    assert REQUIRED_SCC_ANNOTATION not in annotations("openshift-disabled")
+    assert REQUIRED_SCC_ANNOTATION not in annotations("self-signed")
+
+
+# --- service-ca mode -----------------------------------------------------------------------------
+#
+# OpenShift's service-ca operator (openshift/service-ca-operator):
+# pkg/controller/servingcert/controller/secret_creating_controller.go creates a kubernetes.io/tls
+# Secret named by the Service annotation service.beta.openshift.io/serving-cert-secret-name, for
+# <service>.<namespace>.svc and <service>.<namespace>.svc.<cluster domain>, owned by the Service,
+# and refuses a Secret of that name it did not create ("does not have corresponding service
+# UID"); pkg/controller/cabundleinjector/admissionwebhook.go writes the CA bundle into every
+# webhook's caBundle of a MutatingWebhookConfiguration annotated
+# service.beta.openshift.io/inject-cabundle: "true".
+
+SERVICE_CA_SECRET = f"{FULLNAME}-service-ca-tls"
+
+
+@pytest.mark.parametrize("combination", ["service-ca", "openshift-service-ca"])
+def test_service_ca_mode_objects(combination: str, rendered: Callable[[str], Objects]) -> None:
+    objects = rendered(combination)
+    service = one(objects, "Service", FULLNAME)
+    annotations = service["metadata"]["annotations"]
+    assert annotations["service.beta.openshift.io/serving-cert-secret-name"] == SERVICE_CA_SECRET
+    if combination == "openshift-service-ca":  # the user's own Service annotations stay
+        assert annotations["example.com/svc"] == "webhook"
+    configuration, webhook = the_webhook(objects)
+    assert configuration["metadata"]["annotations"] == {
+        "service.beta.openshift.io/inject-cabundle": "true"
+    }
+    assert "caBundle" not in webhook["clientConfig"]
+    # service-ca creates the Secret; the chart renders none and asks for no writes at all.
+    assert find(objects, "Secret") == []
+    for kind in ("Certificate", "Issuer", "Role", "RoleBinding"):
+        assert find(objects, kind) == [], kind
+    for _, rule in rules_of(objects):
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+    spec = pod_spec_of(objects)
+    (container,) = spec["containers"]
+    _, flags = parse_flags(container["args"])
+    assert flags["tls-cert-file"] == "/etc/gpu-rdma-injector/tls/tls.crt"
+    assert flags["tls-key-file"] == "/etc/gpu-rdma-injector/tls/tls.key"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/gpu-rdma-injector/tls", "readOnly": True}
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"] == {"secretName": SERVICE_CA_SECRET, "defaultMode": 0o440}
+
+
+def test_service_ca_secret_name_never_collides(rendered: Callable[[str], Objects]) -> None:
+    """Switching modes on a running release must not point service-ca at a Secret it did not
+    create: the kept self-signed Secret or cert-manager's have other names."""
+    others = {
+        volume["secret"]["secretName"]
+        for combination in ("cert-manager", "secret")
+        for volume in pod_spec_of(rendered(combination))["volumes"]
+        if "secret" in volume
+    }
+    others.add(one(rendered("self-signed"), "Secret")["metadata"]["name"])
+    assert SERVICE_CA_SECRET not in others
+
+
+def _served_certificate(server_context: ssl.SSLContext, ca_pem: bytes, hostname: str) -> bytes:
+    """The DER certificate a TLS handshake gets from `server_context`, verified as the API
+    server verifies a webhook: against the caBundle, for <service>.<namespace>.svc."""
+    client_context = ssl.create_default_context(cadata=ca_pem.decode())
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_context.wrap_bio(client_in, client_out, server_hostname=hostname)
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    sides = [(client, client_out, server_in), (server, server_out, client_in)]
+    done = [False, False]
+    for _ in range(10):
+        for index, (side, outgoing, incoming) in enumerate(sides):
+            if not done[index]:
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+                    done[index] = True
+            incoming.write(outgoing.read())
+        if all(done):
+            break
+    assert all(done), "the TLS handshake did not complete"
+    certificate = client.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def _atomic_write(directory: Path, files: dict[str, bytes], generation: int) -> None:
+    """Update a Secret volume the way kubelet's AtomicWriter does: the files go into a new
+    timestamped directory, the `..data` symlink is swapped to it with one rename, and the
+    visible names are symlinks through `..data` (pkg/volume/util/atomic_writer.go)."""
+    payload = directory / f"..2026_01_01_00_00_0{generation}.000000001"
+    payload.mkdir()
+    for name, content in files.items():
+        (payload / name).write_bytes(content)
+    staging = directory / "..data_tmp"
+    staging.symlink_to(payload.name)
+    os.rename(staging, directory / "..data")
+    for name in files:
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+
+
+def test_service_ca_rotation_reaches_the_running_server(
+    rendered: Callable[[str], Objects], tmp_path: Path
+) -> None:
+    """The rendered args point into the Secret's directory mount; a renewed service-ca Secret,
+    written the way kubelet writes it, is served by the running server's next reload check.
+    tls.crt carries the chain as service-ca writes it (serving certificate, then the CA)."""
+    from webhook.certs import ReloadingTLS, generate_ca, generate_serving
+
+    container = pod_spec_of(rendered("openshift-service-ca"))["containers"][0]
+    _, flags = parse_flags(container["args"])
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    mount_path = Path(mount["mountPath"])
+    cert_name = Path(flags["tls-cert-file"]).relative_to(mount_path)
+    key_name = Path(flags["tls-key-file"]).relative_to(mount_path)
+    # The keys of a kubernetes.io/tls Secret, directly under the mount.
+    assert (str(cert_name), str(key_name)) == ("tls.crt", "tls.key")
+
+    hostname = f"{FULLNAME}.{NAMESPACE}.svc"
+    names = [hostname, f"{hostname}.cluster.local"]
+    service_ca = generate_ca("openshift-service-serving-signer")
+    volume = tmp_path / "tls"
+    volume.mkdir()
+
+    def issue(generation: int) -> bytes:
+        serving = generate_serving(service_ca, names)
+        chain = serving.cert_pem() + service_ca.cert_pem()
+        _atomic_write(volume, {"tls.crt": chain, "tls.key": serving.key_pem()}, generation)
+        return serving.cert.public_bytes(serialization.Encoding.DER)
+
+    first = issue(1)
+    tls = ReloadingTLS(volume / cert_name, volume / key_name)
+    assert _served_certificate(tls.context, service_ca.cert_pem(), hostname) == first
+    assert tls.reload_if_changed() is False
+
+    renewed = issue(2)
+    assert (volume / "..data").resolve().name.endswith("2.000000001")
+    assert tls.reload_if_changed() is True
+    assert _served_certificate(tls.context, service_ca.cert_pem(), hostname) == renewed
+    assert renewed != first
+
+
+def test_notes_for_service_ca_mode() -> None:
+    result = run_helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "--set",
+        "certificates.mode=service-ca",
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"kubectl -n {NAMESPACE} get secret {SERVICE_CA_SECRET}" in notes
+    assert f"kubectl get mutatingwebhookconfiguration {CONFIGURATION_NAME} " in notes
+    # Not an OpenShift cluster (dry-run=client has no security.openshift.io/v1): said plainly.
+    assert "needs OpenShift's service-ca operator" in notes
+
+
+# --- webhook order beside network-resources-injector ---------------------------------------------
+#
+# kube-apiserver runs mutating webhook configurations sorted by name (Go string order), each
+# one's webhooks in list order: kubernetes/kubernetes,
+# staging/src/k8s.io/apiserver/pkg/admission/configuration/mutating_webhook_manager.go
+# (sort.SliceStable(..., MutatingWebhookConfigurationSorter(...).ByName)).
+
+
+@pytest.mark.parametrize("combination", sorted(set(COMBINATIONS) - {"renamed"}))
+def test_default_configuration_name_sorts_after_the_peer_injector(
+    combination: str, rendered: Callable[[str], Objects]
+) -> None:
+    name = one(rendered(combination), "MutatingWebhookConfiguration")["metadata"]["name"]
+    assert name == f"zz-{fullname_of(combination)}"
+    # Python compares str by code point, as Go compares strings by byte, for these ASCII names.
+    assert name > PEER_CONFIGURATION_NAME
+
+
+@pytest.mark.parametrize("release", ["a", "gpu-rdma-injector", "network-resources-injector", "zz"])
+def test_configuration_name_order_does_not_depend_on_the_release(release: str) -> None:
+    result = run_helm(
+        *template_args(release, []), "--show-only", "templates/mutatingwebhookconfiguration.yaml"
+    )
+    assert result.returncode == 0, result.stderr
+    name = yaml.safe_load(result.stdout)["metadata"]["name"]
+    assert name > PEER_CONFIGURATION_NAME, name
+
+
+def test_configured_name_is_used_everywhere(rendered: Callable[[str], Objects]) -> None:
+    objects = rendered("renamed")
+    configuration, _ = the_webhook(objects)
+    assert configuration["metadata"]["name"] == "example.com-gpu-rdma"
+    _, flags = parse_flags(pod_spec_of(objects)["containers"][0]["args"])
+    assert flags["webhook-configuration"] == "example.com-gpu-rdma"
+    (rule,) = [
+        rule
+        for _, rule in rules_of(objects)
+        if rule["resources"] == ["mutatingwebhookconfigurations"]
+    ]
+    assert rule["resourceNames"] == ["example.com-gpu-rdma"]
+
+
+@pytest.mark.parametrize(
+    ("set_args", "warned"),
+    [
+        ([], False),
+        (["--set", "webhook.configurationName=zz-anything"], False),
+        (["--set", "webhook.configurationName=gpu-rdma-injector"], True),
+        (["--set", f"webhook.configurationName={PEER_CONFIGURATION_NAME}"], True),
+    ],
+    ids=["default", "after", "before", "equal"],
+)
+def test_notes_warn_when_the_name_sorts_before_the_peer(set_args: list[str], warned: bool) -> None:
+    result = run_helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *set_args
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert (f"sorts before\n   {PEER_CONFIGURATION_NAME}" in notes) is warned, notes

@@ -90,14 +90,62 @@ Object names derived from the full name.
 
 {{/*
 The Secret holding the serving certificate: the webhook's own in self-signed mode, cert-manager's
-in cert-manager mode, the user's in secret mode.
+in cert-manager mode, the user's in secret mode, the service-ca operator's in service-ca mode.
+service-ca gets a name of its own: it refuses to fill a Secret it did not create (the one a
+self-signed install keeps with helm.sh/resource-policy: keep, or cert-manager's), so switching
+modes on a running release must not land on an existing name.
 */}}
 {{- define "gpu-rdma-injector.tlsSecretName" -}}
 {{- if eq .Values.certificates.mode "secret" }}
 {{- .Values.certificates.secret.name }}
+{{- else if eq .Values.certificates.mode "service-ca" }}
+{{- printf "%s-service-ca-tls" (include "gpu-rdma-injector.fullname" .) }}
 {{- else }}
 {{- printf "%s-tls" (include "gpu-rdma-injector.fullname" .) }}
 {{- end }}
+{{- end }}
+
+{{/*
+Name of the MutatingWebhookConfiguration. The API server calls mutating webhook configurations in
+the order of their names (then each one's webhooks in list order), so the name decides whether
+this webhook runs before or after the SR-IOV operator's network-resources-injector-config. The
+default "zz-<fullname>" sorts after it (and after nearly everything else), whatever the release
+name: see "Webhook order" in the chart's README for why last is right.
+*/}}
+{{- define "gpu-rdma-injector.webhookConfigurationName" -}}
+{{- .Values.webhook.configurationName | default (printf "zz-%s" (include "gpu-rdma-injector.fullname" .)) }}
+{{- end }}
+
+{{/* The SR-IOV network operator's injector registration; the chart's name sorts after it. */}}
+{{- define "gpu-rdma-injector.peerInjectorConfigurationName" -}}
+network-resources-injector-config
+{{- end }}
+
+{{/* "true" when the cluster serves OpenShift's security API (SecurityContextConstraints). */}}
+{{- define "gpu-rdma-injector.isOpenShift" -}}
+{{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the pod must leave its user and group IDs to OpenShift's SCC: restricted-v2 assigns
+runAsUser and fsGroup from the namespace's ranges and rejects fixed IDs outside them.
+*/}}
+{{- define "gpu-rdma-injector.adaptSecurityContext" -}}
+{{- $adapt := .Values.openshift.adaptSecurityContext }}
+{{- if or (eq $adapt "force") (and (eq $adapt "auto") (include "gpu-rdma-injector.isOpenShift" .)) }}true{{ end }}
+{{- end }}
+
+{{/*
+A securityContext (the argument's "context") without runAsUser, runAsGroup and fsGroup when
+OpenShift adaptation is on, unchanged otherwise. Everything else of the restricted profile stays.
+Usage: include "gpu-rdma-injector.securityContext" (dict "root" $ "context" .Values.podSecurityContext)
+*/}}
+{{- define "gpu-rdma-injector.securityContext" -}}
+{{- $context := .context | default dict }}
+{{- if include "gpu-rdma-injector.adaptSecurityContext" .root }}
+{{- $context = omit $context "runAsUser" "runAsGroup" "fsGroup" }}
+{{- end }}
+{{- toYaml $context }}
 {{- end }}
 
 {{/* The serving Certificate (cert-manager mode); named in cert-manager.io/inject-ca-from. */}}
@@ -120,7 +168,7 @@ pods.gpu-rdma-injector.io
 /etc/gpu-rdma-injector/policy
 {{- end }}
 
-{{/* Directory of the TLS Secret mount in cert-manager and secret modes. */}}
+{{/* Directory of the TLS Secret mount in every mode but self-signed. */}}
 {{- define "gpu-rdma-injector.tlsDir" -}}
 /etc/gpu-rdma-injector/tls
 {{- end }}
