@@ -19,6 +19,7 @@ tools: $(STAMP)
 	scripts/install-tools
 	tests/reliability/install-scanners
 	benchmarks/run --install-only
+	scripts/image-check --install-only
 
 ## run: serve the webhook on https://localhost:8443 with the embedded default policy and dev certificates
 run: $(STAMP)

@@ -164,6 +164,31 @@ def test_final_stage_has_no_build_tools(final: Stage) -> None:
             assert not BUILD_TOOLS.search(command), command
 
 
+def test_runtime_writes_only_under_tmp(final: Stage) -> None:
+    """The chart's root filesystem is read-only; /tmp (an emptyDir) is the only writable path.
+    `serve` without certificate files makes development ones in --dev-cert-dir, whose default
+    (certs/dev) is relative, and the image's working directory is /."""
+    env = dict(word.split("=", 1) for args in final.all("ENV") for word in shlex.split(args))
+    assert env["HOME"] == "/tmp"
+    assert env["GPU_RDMA_INJECTOR_DEV_CERT_DIR"].startswith("/tmp/")
+    assert all(path.startswith("/tmp") for path in final.all("WORKDIR"))
+
+
+def test_the_venv_drops_only_what_the_webhook_never_imports(stages: list[Stage]) -> None:
+    """The builder deletes kubernetes.aio (the client's asyncio twin, 66 MB): nothing may use it."""
+    runs = " ".join(stages[0].all("RUN"))
+    assert "site-packages/kubernetes/aio" in runs
+    users = [
+        path.name
+        for path in (REPO / "webhook").rglob("*.py")
+        if re.search(
+            r"kubernetes\.aio|from kubernetes import .*\baio\b|kubernetes_asyncio",
+            path.read_text(encoding="utf-8"),
+        )
+    ]
+    assert not users, f"{users} use kubernetes.aio, which the Dockerfile removes from the image"
+
+
 def test_entrypoint_is_the_console_script(final: Stage) -> None:
     (entrypoint,) = final.all("ENTRYPOINT")
     assert json.loads(entrypoint) == ["gpu-rdma-injector"]
