@@ -12,7 +12,9 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import shutil
 import ssl
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +168,42 @@ def write_file(path: Path, data: bytes, private: bool) -> None:
     os.replace(temporary, path)
 
 
+PAIR_LINK = "..data"
+
+
+def write_pair(cert_file: Path, key_file: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """Replace a serving certificate and its key at once, as kubelet publishes a Secret volume.
+
+    Both go into a fresh directory beside them; one rename points `..data` at it; the two paths
+    are links through `..data`. A reader that resolves both links (ReloadingTLS) sees the old
+    pair or the new one, never a new certificate with an old key. Both files must share a
+    directory.
+    """
+    directory = cert_file.parent
+    if key_file.parent != directory:
+        raise CertError(f"{str(cert_file)!r} and {str(key_file)!r} must be in one directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    version = Path(tempfile.mkdtemp(prefix="..pair-", dir=directory))
+    write_file(version / cert_file.name, cert_pem, private=False)
+    write_file(version / key_file.name, key_pem, private=True)
+    link = directory / PAIR_LINK
+    previous = os.readlink(link) if link.is_symlink() else None
+    _replace_with_link(link, Path(version.name))
+    for path in (cert_file, key_file):
+        target = Path(PAIR_LINK) / path.name
+        if not (path.is_symlink() and Path(os.readlink(path)) == target):
+            _replace_with_link(path, target)
+    if previous is not None and previous != version.name:
+        shutil.rmtree(directory / previous, ignore_errors=True)
+
+
+def _replace_with_link(path: Path, target: Path) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.link")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, path)
+
+
 def write_bundle(out_dir: Path, ca: Issued, serving: Issued) -> CertPaths:
     """ca.crt, ca.key, tls.crt, tls.key (the names Kubernetes TLS Secrets use) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,47 +300,56 @@ class ReloadingTLS:
         self.reloads = 0
         self.load()
 
-    def _read_fingerprint(self) -> bytes:
-        digest = hashlib.sha256()
-        for path in (self.cert_file, self.key_file):
-            digest.update(path.read_bytes())
-        return digest.digest()
+    def _snapshot(self) -> tuple[Path, Path, bytes]:
+        """The pair's real paths (links resolved, as `write_pair` and kubelet publish them) and
+        a fingerprint of their bytes, from one consistent view; OSError if none can be had."""
+        for _ in range(3):
+            cert, key = self.cert_file.resolve(), self.key_file.resolve()
+            fingerprint = hashlib.sha256(cert.read_bytes() + b"\0" + key.read_bytes()).digest()
+            if (self.cert_file.resolve(), self.key_file.resolve()) == (cert, key):
+                return cert, key, fingerprint
+        raise OSError(f"{self.cert_file} and {self.key_file} keep changing")
+
+    def _load(self, cert: Path, key: Path, fingerprint: bytes) -> None:
+        # Try the pair on a scratch context first: a failed load can leave a live context
+        # holding the new certificate with the old key.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
+        self.context.load_cert_chain(str(cert), str(key))
+        self._fingerprint = fingerprint
+
+    def _mismatch(self, error: ssl.SSLError) -> CertError:
+        return CertError(
+            f"TLS certificate {str(self.cert_file)!r} and key {str(self.key_file)!r} cannot be "
+            f"used together ({error.reason or error}); give a matching PEM pair"
+        )
 
     def load(self) -> None:
         """Load the files now; CertError if they are missing, unreadable or do not match."""
         try:
-            fingerprint = self._read_fingerprint()
-            # Try the pair on a scratch context first: a failed load can leave a live
-            # context holding the new certificate with the old key.
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
-                str(self.cert_file), str(self.key_file)
-            )
-            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            self._load(*self._snapshot())
         except ssl.SSLError as error:
-            raise CertError(
-                f"TLS certificate {str(self.cert_file)!r} and key {str(self.key_file)!r} cannot be "
-                f"used together ({error.reason or error}); give a matching PEM pair"
-            ) from None
+            raise self._mismatch(error) from None
         except OSError as error:
             raise CertError(
-                f"TLS file cannot be read ({error.strerror}: {error.filename}); check "
+                f"TLS file cannot be read ({error.strerror or error}: {error.filename}); check "
                 "--tls-cert-file and --tls-key-file"
             ) from None
-        self._fingerprint = fingerprint
 
     def reload_if_changed(self) -> bool:
-        """Reload when the files' content changed; True if a new certificate is now served."""
+        """Reload when the files' content changed; True if a new certificate is now served.
+
+        Files that cannot be read right now (half-way through a swap) are tried again on the
+        next call; a pair that does not match is reported (CertError) once."""
         try:
-            fingerprint = self._read_fingerprint()
+            cert, key, fingerprint = self._snapshot()
+            if fingerprint in (self._fingerprint, self._rejected):
+                return False
+            self._load(cert, key, fingerprint)
+        except ssl.SSLError as error:  # before OSError, of which it is a kind
+            self._rejected = fingerprint  # report a broken pair once, not on every poll
+            raise self._mismatch(error) from None
         except OSError:
             return False
-        if fingerprint in (self._fingerprint, self._rejected):
-            return False
-        try:
-            self.load()
-        except CertError:
-            self._rejected = fingerprint  # report a broken pair once, not on every poll
-            raise
         self.reloads += 1
         return True
 

@@ -1,9 +1,12 @@
-"""The HTTP edge: `create_app(...)` builds the FastAPI app; the only module that knows HTTP.
+"""The HTTP edge: `create_app(...)` builds the ASGI app; the only module that knows HTTP routes.
 
 POST /mutate answers AdmissionReviews; GET /healthz (the process serves), /readyz (certificates
-loaded, policy valid, caches synced) and /metrics (Prometheus text). A body that is not a review
-gets a 4xx with one line saying why; a bug while deciding becomes a logged error and a review
-that admits the pod unchanged, never a 500 to the API server.
+loaded, policy valid, caches synced) and /metrics (Prometheus text); nothing else (no OpenAPI
+document, no docs pages). A body that is not a review gets a 4xx with one line saying why; a
+bug while deciding is logged, counted and answered with a well-formed review, refusing the pod
+(`on_internal_error="deny"`, code 500) or admitting it unchanged with a warning ("allow").
+The decision itself comes in as `decide`, so a test can put a crashing or slow one behind the
+real HTTP stack.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook import __version__, logs
 from webhook.admission import (
     AdmissionRequest,
+    Decide,
+    InternalErrorAnswer,
     ReviewError,
     build_response,
     decide_request,
@@ -30,7 +36,7 @@ from webhook.admission import (
 from webhook.certs import CertError, ReloadingTLS
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.mutation import NO_NADS, Decision
-from webhook.nads import NadLookup
+from webhook.nads import NO_NAMESPACES, NadLookup, NamespaceLookup
 from webhook.reload import PolicyStore
 
 # A review body must arrive within this long of its head (its head has its own deadline,
@@ -44,10 +50,6 @@ JSON_TYPES = ("application/json",)
 _LOGGED_FIELD_LENGTH = 256
 
 
-def _no_namespace_annotations(namespace: str) -> Mapping[str, str] | None:
-    return None
-
-
 @dataclass
 class AppContext:
     """Everything the app needs, built by the CLI (or a test) and passed in."""
@@ -55,7 +57,7 @@ class AppContext:
     policy: PolicyStore
     metrics: Metrics = field(default_factory=Metrics)
     nads: NadLookup = NO_NADS
-    namespace_annotations: Callable[[str], Mapping[str, str] | None] = _no_namespace_annotations
+    namespaces: NamespaceLookup = NO_NAMESPACES
     tls: ReloadingTLS | None = None
     # Extra readiness conditions (e.g. caches synced): each returns None when ready, else why not.
     readiness_checks: list[Callable[[], str | None]] = field(default_factory=list)
@@ -63,18 +65,20 @@ class AppContext:
     excluded_namespaces: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     reload_interval: float = 2.0
+    on_internal_error: InternalErrorAnswer = "deny"
 
 
 class _MutateEndpoint:
     """POST /mutate as a plain ASGI app in front of FastAPI: the hot path skips routing,
     dependency solving and Request objects. Everything else goes on to the FastAPI app."""
 
-    def __init__(self, app: Any, context: AppContext) -> None:
+    def __init__(self, app: ASGIApp, context: AppContext, decide: Decide) -> None:
         self.app = app
         self.context = context
+        self.decide = decide
         self.log = logs.get()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/mutate":
             await self.app(scope, receive, send)
             return
@@ -91,7 +95,7 @@ class _MutateEndpoint:
         close = ((b"connection", b"close"),) if status in (408, 413) else ()
         await _send(send, status, payload, close)
 
-    async def _answer(self, scope: Any, receive: Any) -> tuple[int, bytes]:
+    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         started = time.perf_counter()
         content_type, declared = b"", None
         for name, value in scope["headers"]:
@@ -141,19 +145,27 @@ class _MutateEndpoint:
     def _decide(self, review: AdmissionRequest) -> Decision:
         context = self.context
         try:
-            return decide_request(
+            return self.decide(
                 review,
                 context.policy.current,
                 context.nads,
-                context.namespace_annotations,
+                context.namespaces,
                 context.excluded_namespaces,
             )
         except Exception:
+            answer = context.on_internal_error
+            context.metrics.internal_errors.labels(answer).inc()
             self.log.exception(
-                "decision failed; admitting the pod unchanged",
-                extra={"fields": {"uid": review.uid, "namespace": review.namespace}},
+                "decision failed; "
+                + ("refusing the pod" if answer == "deny" else "admitting the pod unchanged"),
+                extra={
+                    "fields": {
+                        "uid": review.uid[:_LOGGED_FIELD_LENGTH],
+                        "namespace": review.namespace[:_LOGGED_FIELD_LENGTH],
+                    }
+                },
             )
-            return internal_error()
+            return internal_error(answer)
 
     def _reject(self, status: int, message: str) -> tuple[int, bytes]:
         self.context.metrics.rejected_requests.labels(str(status)).inc()
@@ -165,7 +177,7 @@ class _ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
-async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes | None:
     """The request body, or None when it is (or says it will be) larger than `limit`."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
@@ -185,7 +197,7 @@ async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes 
 
 
 async def _send(
-    send: Any, status: int, payload: bytes, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+    send: Send, status: int, payload: bytes, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
     headers = [
         (b"content-type", b"application/json"),
@@ -196,7 +208,8 @@ async def _send(
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(context: AppContext) -> FastAPI:
+def create_app(context: AppContext, decide: Decide = decide_request) -> FastAPI:
+    """The app serving `context`; `decide` turns a review into a decision (the seam for tests)."""
     metrics = context.metrics
 
     @contextlib.asynccontextmanager
@@ -213,10 +226,11 @@ def create_app(context: AppContext) -> FastAPI:
         title="gpu-rdma-injector",
         version=__version__,
         lifespan=lifespan,
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(_MutateEndpoint, context=context)
+    app.add_middleware(_MutateEndpoint, context=context, decide=decide)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -1,4 +1,5 @@
-"""webhook.kube_watch without a server: the apply path, the store, backoff, routing, config."""
+"""webhook.kube_watch and the caches of webhook.cluster without a server: the apply path, the
+store, backoff, routing, config."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from webhook.kube_watch import (
-    REPLACE,
-    Informer,
+from webhook.cluster import (
     KubeConfigError,
     KubeNadCache,
     KubeNamespaceCache,
+    load_kube_api_client,
+)
+from webhook.kube_watch import (
+    REPLACE,
+    Informer,
     WatchErrorEvent,
     WatchExpired,
     WatchOptions,
-    load_kube_api_client,
 )
 from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
 

@@ -13,7 +13,8 @@ from webhook.nads import (
     NadFacts,
     NadLookup,
     NamespaceLookup,
-    NoNamespaces,
+    NO_NAMESPACES,
+    StaticNamespaces,
     StaticNads,
     load_nad_file,
     nad_facts_from_object,
@@ -269,7 +270,7 @@ def test_the_default_source_name_reads_as_a_sentence() -> None:
         load_nad_file(docs({"kind": "Pod", "metadata": {"name": "x"}}))
 
 
-# -- StaticNads and NoNamespaces ------------------------------------------------------------------
+# -- StaticNads and StaticNamespaces---------------------------------------------------------------
 
 
 def test_static_nads_lookups() -> None:
@@ -305,15 +306,22 @@ def test_static_nads_refuses_duplicates() -> None:
 
 
 def test_no_namespaces_knows_nothing() -> None:
-    namespaces = NoNamespaces()
-    assert not namespaces.authoritative
-    assert namespaces.annotations("ml-training") is None
+    assert NO_NAMESPACES.annotations("ml-training") is None
+
+
+def test_static_namespaces_answer_their_annotations_read_only() -> None:
+    namespaces = StaticNamespaces({"team-a": {"gpu-rdma-injector/networks": "rail-1"}})
+    annotations = namespaces.annotations("team-a")
+    assert annotations == {"gpu-rdma-injector/networks": "rail-1"}
+    assert namespaces.annotations("team-b") is None
+    with pytest.raises(TypeError):
+        annotations["x"] = "y"  # type: ignore[index]
 
 
 def test_the_lookups_satisfy_their_protocols() -> None:
     # Static typing checks this in the webhook; here it guards the runtime shape.
     nad_lookup: NadLookup = StaticNads((), authoritative=False)
-    namespace_lookup: NamespaceLookup = NoNamespaces()
+    namespace_lookup: NamespaceLookup = StaticNamespaces({})
     assert nad_lookup.names_in("x") == ()
     assert namespace_lookup.annotations("x") is None
 
