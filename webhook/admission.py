@@ -92,6 +92,7 @@ _STATUS_REASONS = {
     431: "RequestHeaderFieldsTooLarge",
     422: "Invalid",
     500: "InternalError",
+    503: "ServiceUnavailable",
 }
 
 

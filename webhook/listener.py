@@ -2,12 +2,14 @@
 
 uvicorn lets the event loop accept every connection the kernel hands over and gives each TLS
 handshake 60 s, so 1,500 connections that never send a ClientHello hold about 70 MB for a
-minute. Here a listener accepts only while fewer than `ConnectionLimits.max_connections` are
-open (handshakes included): past that, new connections wait in the kernel's listen backlog until
-one closes, as nginx and Go's LimitListener do. A handshake that does not finish within
-`ConnectionLimits.handshake_timeout` seconds is aborted and its slot freed. Then uvicorn's HTTP
-protocol (webhook.protocol) takes over; `BoundedServer` is uvicorn's server with these
-listeners in place of the event loop's.
+minute. Here at most `ConnectionLimits.max_connections` are open at once, handshakes included.
+At the limit, a new connection takes the slot of the oldest one still in its TLS handshake (a
+real client's handshake takes milliseconds: a flood of silent connections cannot crowd it out);
+when every open connection has finished its handshake, new ones wait in the kernel's listen
+backlog until one closes, as nginx and Go's LimitListener do. A handshake that does not finish
+within `ConnectionLimits.handshake_timeout` seconds is aborted and its slot freed. Then
+uvicorn's HTTP protocol (webhook.protocol) takes over; `BoundedServer` is uvicorn's server with
+these listeners in place of the event loop's.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ConnectionCounts:
 
     open: int = 0
     handshakes_failed: int = 0
+    evicted: int = 0
     heads_refused: int = 0
 
 
@@ -67,30 +70,37 @@ class Listener:
         self._counts = counts
         self._make_protocol = make_protocol
         self._slots = asyncio.Semaphore(limits.max_connections)
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._handshakes: dict[asyncio.Task[None], None] = {}  # oldest first
         self._sock.setblocking(False)
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._slots.acquire()
             try:
                 connection, _ = await loop.sock_accept(self._sock)
             except OSError as error:
-                self._slots.release()
                 if error.errno not in _RESOURCE_ERRORS:
                     raise
                 log.warning("cannot accept a connection now (%s); retrying", error.strerror)
                 await asyncio.sleep(0.1)
                 continue
+            if self._slots.locked() and self._handshakes:
+                # Full: the oldest connection still in its handshake makes room. A client's
+                # handshake takes milliseconds; one that stalls in it costs a slot, not service.
+                oldest = next(iter(self._handshakes))
+                del self._handshakes[oldest]
+                oldest.cancel()
+                self._counts.evicted += 1
+            try:
+                await self._slots.acquire()  # full of served connections: wait for one to close
             except BaseException:
-                self._slots.release()
+                connection.close()
                 raise
             self._counts.open += 1
             task = loop.create_task(self._start(connection))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            self._handshakes[task] = None
+            task.add_done_callback(lambda done: self._handshakes.pop(done, None))
 
     async def _start(self, connection: socket.socket) -> None:
         """The TLS handshake, then the HTTP protocol; the slot is freed when the connection ends."""
@@ -110,10 +120,9 @@ class Listener:
                 ssl=self._ssl,
                 ssl_handshake_timeout=self._limits.handshake_timeout,
             )
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # made room for a newer connection, or shutting down
             connection.close()
             free()
-            raise
         except Exception as error:  # a failed, aborted or timed-out handshake
             self._counts.handshakes_failed += 1
             log.debug("TLS handshake failed: %s", error)
@@ -123,7 +132,7 @@ class Listener:
     # What uvicorn's shutdown calls on its servers.
     def close(self) -> None:
         self._accepting.cancel()
-        for task in list(self._handshakes):
+        for task in self._handshakes:
             task.cancel()
 
     async def wait_closed(self) -> None:

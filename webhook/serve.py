@@ -22,19 +22,11 @@ import uvicorn
 
 from webhook import logs
 from webhook.certs import CertError, ReloadingTLS, ensure_dev_certs
-from webhook.cluster import Cluster, KubeConfigError, load_kube_api_client
 from webhook.listener import BoundedServer, ConnectionCounts, ConnectionLimits
 from webhook.metrics import ScrapeValue
 from webhook.policy import PolicyError
 from webhook.reload import PolicyStore
-from webhook.selfsigned import (
-    Renewer,
-    SelfSignedCertificates,
-    SelfSignedError,
-    SelfSignedSettings,
-    ensure_with_retries,
-)
-from webhook.server import AppContext, create_app, describe
+from webhook.server import DEFAULT_BODY_BUDGET, AppContext, create_app, describe
 from webhook.settings import ServeSettings, UsageError
 from webhook.workers import listening_socket, run_workers
 
@@ -83,6 +75,8 @@ def policy_store(path: Path | None) -> PolicyStore:
 
 
 def kube_api_client(kubeconfig: Path | None) -> Any:
+    from webhook.cluster import KubeConfigError, load_kube_api_client
+
     try:
         return load_kube_api_client(str(kubeconfig) if kubeconfig else None)
     except KubeConfigError as error:
@@ -103,10 +97,13 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
         reload_interval=settings.reload_interval,
         excluded_namespaces=frozenset([settings.pod_namespace] if settings.pod_namespace else []),
         on_internal_error=settings.on_internal_error,
+        body_budget=DEFAULT_BODY_BUDGET // settings.workers,
     )
     context.metrics.certificate_expiry.set(tls.not_after().timestamp())
-    background: list[Cluster | Renewer] = []
+    background: list[Any] = []  # started last, stopped when the server stops
     if api_client is not None:
+        from webhook.cluster import Cluster  # the Kubernetes client: only when it is used
+
         cluster = Cluster.connect(
             api_client, store.current.resource_name_annotations, settings.nad_namespaces
         )
@@ -116,6 +113,8 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
         context.metrics.add_scrape_values(cluster.scrape)
         background.append(cluster)
     if settings.self_signed_secret:
+        from webhook.selfsigned import Renewer, SelfSignedCertificates
+
         renewer = Renewer(
             SelfSignedCertificates(api_client, _self_signed_settings(settings)),
             settings.certificate_check_interval,
@@ -181,6 +180,12 @@ def _connection_values(limits: ConnectionLimits, counts: ConnectionCounts) -> li
             counter=True,
         ),
         ScrapeValue(
+            "gpu_rdma_injector_tls_handshakes_evicted",
+            "Connections still in their TLS handshake closed to make room at the connection limit.",
+            counts.evicted,
+            counter=True,
+        ),
+        ScrapeValue(
             "gpu_rdma_injector_request_heads_refused",
             "Request heads answered 431: too large or too many header lines.",
             counts.heads_refused,
@@ -194,6 +199,8 @@ def _serving_files(settings: ServeSettings, api_client: Any) -> ServingFiles:
     the Secret now), or development ones."""
     client_ca = settings.client_ca_file
     if settings.self_signed_secret:
+        from webhook.selfsigned import SelfSignedCertificates, SelfSignedError, ensure_with_retries
+
         certificates = SelfSignedCertificates(api_client, _self_signed_settings(settings))
         try:
             ensure_with_retries(certificates, deadline_seconds=120)
@@ -212,7 +219,9 @@ def _serving_files(settings: ServeSettings, api_client: Any) -> ServingFiles:
     return ServingFiles(paths.cert, paths.key, client_ca)
 
 
-def _self_signed_settings(settings: ServeSettings) -> SelfSignedSettings:
+def _self_signed_settings(settings: ServeSettings) -> Any:
+    from webhook.selfsigned import SelfSignedSettings
+
     assert settings.self_signed_secret
     assert settings.webhook_configuration
     assert settings.service_name

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,10 @@ from webhook.reload import PolicyStore
 # A review body must arrive within this long of its head (its head has its own deadline,
 # webhook.protocol); the API server sends a review in one go, only a stalling client is slower.
 BODY_TIMEOUT = 10.0
-DEFAULT_MAX_BODY_BYTES = (
-    3 * 1024 * 1024
-)  # the API server caps objects at 1.5 MiB; reviews carry one
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server caps objects at 1.5 MiB; a review has one
+DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
+"""Bytes of request bodies one process holds at once, over all its connections: past it, 503.
+(A body may take 10 s to arrive; without this, 256 stalled 3 MiB bodies would hold 768 MiB.)"""
 JSON_TYPES = ("application/json",)
 # Fields copied from a request into a log line are cut to this length (real ones are far shorter).
 _LOGGED_FIELD_LENGTH = 256
@@ -64,6 +65,7 @@ class AppContext:
     # Namespaces never mutated besides the policy's excludedNamespaces: the webhook's own.
     excluded_namespaces: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_budget: int = DEFAULT_BODY_BUDGET
     reload_interval: float = 2.0
     on_internal_error: InternalErrorAnswer = "deny"
 
@@ -76,6 +78,7 @@ class _MutateEndpoint:
         self.app = app
         self.context = context
         self.decide = decide
+        self.bodies = _BodyBudget(context.body_budget)
         self.log = logs.get()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,7 +95,7 @@ class _MutateEndpoint:
             return
         # An answer before the whole body was read ends the connection: what is left of the
         # body must not be taken for the next request.
-        close = ((b"connection", b"close"),) if status in (408, 413) else ()
+        close = ((b"connection", b"close"),) if status in (408, 413, 503) else ()
         await _send(send, status, payload, close)
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
@@ -106,14 +109,32 @@ class _MutateEndpoint:
         media_type = content_type.split(b";")[0].strip().lower().decode("latin-1")
         if media_type not in JSON_TYPES:
             return self._reject(415, f"content type must be application/json, not {media_type!r}")
+        with self.bodies.reservation() as held:
+            return self._review(await self._body(receive, declared, held), started)
+
+    async def _body(
+        self, receive: Receive, declared: bytes | None, held: _Reservation
+    ) -> bytes | tuple[int, bytes]:
+        """The request body, or the rejection to answer instead."""
         limit = self.context.max_body_bytes
         try:
             async with asyncio.timeout(BODY_TIMEOUT):
-                body = await _read_body(receive, declared, limit)
+                body = await _read_body(receive, declared, limit, held)
         except TimeoutError:
             return self._reject(408, f"request body did not arrive within {BODY_TIMEOUT:.0f} s")
+        except _Busy:
+            return self._reject(
+                503,
+                f"the webhook is already receiving {self.bodies.limit} bytes of request bodies; "
+                "retry",
+            )
         if body is None:
             return self._reject(413, f"request body is larger than {limit} bytes")
+        return body
+
+    def _review(self, body: bytes | tuple[int, bytes], started: float) -> tuple[int, bytes]:
+        if isinstance(body, tuple):
+            return body
         try:
             review = parse_review(body)
         except ReviewError as error:
@@ -177,10 +198,52 @@ class _ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes | None:
-    """The request body, or None when it is (or says it will be) larger than `limit`."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+class _Busy(Exception):
+    """The bodies being received already hold the whole body budget."""
+
+
+class _BodyBudget:
+    """Bytes of request bodies held at once by one app (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.contextmanager
+    def reservation(self) -> Iterator[_Reservation]:
+        held = _Reservation(self)
+        try:
+            yield held
+        finally:
+            self.used -= held.size
+
+
+class _Reservation:
+    __slots__ = ("budget", "size")
+
+    def __init__(self, budget: _BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def grow_to(self, size: int) -> None:
+        """Hold `size` bytes in all; _Busy when the budget cannot give them."""
+        if size <= self.size:
+            return
+        if self.budget.used + size - self.size > self.budget.limit:
+            raise _Busy
+        self.budget.used += size - self.size
+        self.size = size
+
+
+async def _read_body(
+    receive: Receive, declared: bytes | None, limit: int, held: _Reservation
+) -> bytes | None:
+    """The request body, or None when it is (or says it will be) larger than `limit`; its bytes
+    are held in the budget from the head on (the declared length) or as they arrive."""
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            return None
+        held.grow_to(int(declared))
     chunks = []
     size = 0
     while True:
@@ -191,6 +254,7 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> by
         size += len(chunk)
         if size > limit:
             return None
+        held.grow_to(size)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

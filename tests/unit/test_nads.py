@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from webhook.nads import (
+    NO_NAMESPACES,
     RESOURCE_NAME_ANNOTATION,
     NadFacts,
     NadLookup,
     NamespaceLookup,
-    NO_NAMESPACES,
-    StaticNamespaces,
     StaticNads,
+    StaticNamespaces,
     load_nad_file,
     nad_facts_from_object,
 )
