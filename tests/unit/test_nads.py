@@ -16,6 +16,7 @@ from webhook.nads import (
     NamespaceLookup,
     StaticNads,
     StaticNamespaces,
+    load_facts_file,
     load_nad_file,
     nad_facts_from_object,
 )
@@ -330,3 +331,62 @@ def test_facts_are_immutable() -> None:
     facts = NadFacts("ml-training", "rail-1", None)
     with pytest.raises(AttributeError):
         facts.resource_name = "nvidia.com/x"  # type: ignore[misc]
+
+
+# -- load_facts_file: NADs and Namespaces ---------------------------------------------------------
+
+
+def test_a_facts_file_mixes_nads_and_namespaces_in_documents_and_lists() -> None:
+    text = docs(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-training"}},
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                nad("a"),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": "team-b", "annotations": {"x/networks": "a"}},
+                },
+            ],
+        },
+        {"kind": "NamespaceList", "items": [{"metadata": {"name": "team-c"}}]},
+    )
+    facts = load_facts_file(text)
+    assert facts.nads.names_in("ml-training") == ("a",)
+    assert facts.namespaces.annotations("ml-training") == {}
+    assert facts.namespaces.annotations("team-b") == {"x/networks": "a"}
+    assert facts.namespaces.annotations("team-c") == {}
+    assert facts.namespaces.annotations("team-d") is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"kind": "Namespace", "metadata": {}}, "The Namespace has no metadata.name"),
+        (
+            {"kind": "Namespace", "metadata": {"name": "a", "annotations": {"k": 1}}},
+            "The metadata.annotations of Namespace a must be a mapping of strings to strings",
+        ),
+        (
+            {"apiVersion": "v2", "kind": "Namespace", "metadata": {"name": "a"}},
+            "expected apiVersion v1, got 'v2'",
+        ),
+    ],
+)
+def test_bad_namespaces_name_the_document(document: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=r"^ns\.yaml, document 1") as caught:
+        load_facts_file(docs(document), source="ns.yaml")
+    assert message in str(caught.value)
+
+
+def test_a_namespace_given_twice_is_refused() -> None:
+    namespace = {"kind": "Namespace", "metadata": {"name": "a"}}
+    with pytest.raises(ValueError, match=r"Namespace a is already defined in ns\.yaml, document 1"):
+        load_facts_file(docs(namespace, namespace), source="ns.yaml")
+
+
+def test_the_nad_file_still_takes_nads_only() -> None:
+    with pytest.raises(ValueError, match="expected kind NetworkAttachmentDefinition \\(or a List"):
+        load_nad_file(docs({"kind": "Namespace", "metadata": {"name": "a"}}))

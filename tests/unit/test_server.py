@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from conftest import FIXTURES, AppClient
 
@@ -88,3 +91,48 @@ def test_wrong_method_on_mutate() -> None:
     answer = AppClient(create_app(context)).get("/mutate")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST"
+
+
+def test_the_body_budget_takes_a_body_at_the_limit_and_refuses_one_past_it() -> None:
+    context = AppContext(policy=PolicyStore(default_policy()), body_budget=1000)
+    client = AppClient(create_app(context))
+    at_limit = client.post("/mutate", content=b"{" + b" " * 999, headers=JSON)
+    assert at_limit.status_code == 400  # read and judged: not a review
+    past = client.post("/mutate", content=b"{" + b" " * 1000, headers=JSON)
+    assert past.status_code == 503
+    assert past.headers["connection"] == "close"
+    assert past.json()["message"] == (
+        "the webhook is already receiving 1000 bytes of request bodies; retry"
+    )
+
+
+def test_bodies_in_flight_share_the_budget() -> None:
+    """While one body of 600 bytes is arriving, a second of 600 does not fit in 1000; once the
+    first is answered its bytes are free again."""
+    app = create_app(AppContext(policy=PolicyStore(default_policy()), body_budget=1000))
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"{" + b" " * 299
+        await release.wait()
+        yield b" " * 300
+
+    async def scenario() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as client:
+            headers = {**JSON, "content-length": "600"}
+            first = asyncio.create_task(
+                client.post("/mutate", content=slow_body(), headers=headers)
+            )
+            await asyncio.sleep(0)  # let the first request start
+            for _ in range(100):
+                second = await client.post("/mutate", content=b"{" + b" " * 599, headers=JSON)
+                if second.status_code == 503:
+                    break
+                await asyncio.sleep(0.01)
+            release.set()
+            first_status = (await first).status_code
+            third = await client.post("/mutate", content=b"{" + b" " * 599, headers=JSON)
+            return first_status, second.status_code, third.status_code
+
+    assert asyncio.run(scenario()) == (400, 503, 400)
