@@ -21,13 +21,14 @@ from typing import Any
 import uvicorn
 
 from webhook import logs
-from webhook.certs import CertError, ReloadingTLS, ensure_dev_certs
+from webhook.certs import CertError, ensure_dev_certs
 from webhook.listener import BoundedServer, ConnectionCounts, ConnectionLimits
 from webhook.metrics import ScrapeValue
 from webhook.policy import PolicyError
 from webhook.reload import PolicyStore
 from webhook.server import DEFAULT_BODY_BUDGET, AppContext, create_app, describe
 from webhook.settings import ServeSettings, UsageError
+from webhook.tls import ReloadingTLS
 from webhook.workers import listening_socket, run_workers
 
 # The policy fields a running process cannot take over: its NAD cache is keyed by them.

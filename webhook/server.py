@@ -33,11 +33,12 @@ from webhook.admission import (
     internal_error,
     parse_review,
 )
-from webhook.certs import CertError, ReloadingTLS
+from webhook.certs import CertError
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.mutation import NO_NADS, Decision
 from webhook.nads import NO_NAMESPACES, NadLookup, NamespaceLookup
 from webhook.reload import PolicyStore
+from webhook.tls import ReloadingTLS
 
 # A review body must arrive within this long of its head (its head has its own deadline,
 # webhook.protocol); the API server sends a review in one go, only a stalling client is slower.

@@ -1,4 +1,5 @@
-"""Certificates made with cryptography, and the reloading TLS context."""
+"""Certificates made with cryptography (webhook.certs), and the reloading TLS context
+(webhook.tls)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.certs import (
     CertError,
-    ReloadingTLS,
     ensure_dev_certs,
     generate_bundle,
     generate_ca,
@@ -25,6 +25,7 @@ from webhook.certs import (
     needs_renewal,
     write_pair,
 )
+from webhook.tls import ReloadingTLS
 
 
 def test_bundle_has_sans_key_modes_and_chain(tmp_path: Path) -> None:
