@@ -73,10 +73,7 @@ class ServeSettings(PolicyOption):
         None, "serving certificate (PEM); reloaded when the file changes", metavar="PATH"
     )
     tls_key_file: Path | None = option(
-        None,
-        "serving key (PEM); without both files, development certificates are generated "
-        "under --dev-cert-dir",
-        metavar="PATH",
+        None, "serving key (PEM); without both, dev certificates in --dev-cert-dir", metavar="PATH"
     )
     dev_cert_dir: Path = option(
         Path("certs/dev"), "where development certificates are kept", metavar="DIR"
@@ -186,7 +183,7 @@ class PreviewSettings(PolicyOption):
     """`gpu-rdma-injector mutate`: the decision for one pod, offline."""
 
     namespace: str | None = option(
-        None, "namespace the pod is created in (default: from the file, else default)"
+        None, "namespace the pod is created in (default: from the file, else default)", short="-n"
     )
     nads: Path | None = option(
         None,

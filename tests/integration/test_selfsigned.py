@@ -404,22 +404,7 @@ def test_serve_in_self_signed_mode(api: KubeApiDouble, tmp_path: Path) -> None:
 
     tls_dir = tmp_path / "tmp-tls"
     server = ServerProcess(
-        [
-            "--kubeconfig",
-            str(api.kubeconfig(tmp_path / "kubeconfig")),
-            "--self-signed-secret",
-            SECRET,
-            "--webhook-configuration",
-            WEBHOOK,
-            "--service-name",
-            "gpu-rdma-injector",
-            "--pod-namespace",
-            NAMESPACE,
-            "--tls-cert-file",
-            str(tls_dir / "tls.crt"),
-            "--tls-key-file",
-            str(tls_dir / "tls.key"),
-        ],
+        _self_signed_args(api, tmp_path, tls_dir),
         None,
         tmp_path,
         no_kube=False,

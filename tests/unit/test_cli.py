@@ -216,7 +216,8 @@ def test_mutate_previews_a_namespace_annotation_from_the_nad_file(tmp_path: Path
     an admin sees what the namespace's networks annotation would do before setting it."""
     facts = tmp_path / "cluster.yaml"
     facts.write_text(NAMESPACE_AND_NADS)
-    result = run("mutate", str(REAL / "create-gpu-pod-no-annotations.json"), "--nads", str(facts))
+    review = str(REAL / "create-gpu-pod-no-annotations.json")
+    result, other = (run("mutate", review, "--nads", str(facts), "-n", f"team-{t}") for t in "ab")
     assert result.returncode == 0, result.stderr
     patch = json.loads(result.stdout)
     assert patch[0]["value"] == {"k8s.v1.cni.cncf.io/networks": "rail-1,rail-2"}
@@ -224,14 +225,6 @@ def test_mutate_previews_a_namespace_annotation_from_the_nad_file(tmp_path: Path
         "example.com~1rail_1",
         "example.com~1rail_2",
     }
-    other = run(
-        "mutate",
-        str(REAL / "create-gpu-pod-no-annotations.json"),
-        "--nads",
-        str(facts),
-        "--namespace",
-        "team-b",
-    )
     assert other.returncode == 1  # team-b has no sriov-rdma-net NAD in the file
     assert "does not exist in namespace 'team-b'" in other.stderr
 

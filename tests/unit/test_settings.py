@@ -140,3 +140,12 @@ def test_every_serve_option_is_a_flag_and_a_variable(monkeypatch: pytest.MonkeyP
 def test_options_that_go_together(argv: list[str], message: str, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         parse(argv)
+
+
+def test_short_flags_of_mutate() -> None:
+    invocation = parse(["mutate", "pod.yaml", "-n", "team-a", "-o", "pod"])
+    assert (invocation.file, invocation.settings.namespace, invocation.settings.output) == (
+        "pod.yaml",
+        "team-a",
+        "pod",
+    )
