@@ -1,22 +1,23 @@
-"""AdmissionReview `admission.k8s.io/v1` wire format (edge layer, no HTTP).
+"""AdmissionReview `admission.k8s.io/v1` wire format (wire layer: no HTTP, no cluster).
 
 Bytes in, bytes out: parse the review the API server sent, ask the core for a decision, and
-build the one well-formed response every answer goes through (`build_response`). A body that
-is not a review is a `ReviewError` (the server turns it into a 4xx); everything with a uid is
-answered with a review that echoes it.
+build the one well-formed response every answer goes through (`build_response`). The wire
+format is typed (TypedDicts, after kopf's reviews): what arrives is checked field by field into
+an `AdmissionRequest`; what leaves is a `ResponseReview`. A body that is not a review is a
+`ReviewError` (the server turns it into a 4xx); everything with a uid is answered with a review
+that echoes it.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 import orjson
 
 from webhook.mutation import Decision, decide, skipped
-from webhook.nads import NadLookup
+from webhook.nads import NadLookup, NamespaceLookup
 from webhook.patch import serialize
 from webhook.policy import Policy
 
@@ -24,6 +25,63 @@ API_VERSION = "admission.k8s.io/v1"
 INTERNAL_ERROR_WARNING = (
     "gpu-rdma-injector: internal error, pod admitted unchanged; see the webhook's logs"
 )
+INTERNAL_ERROR_MESSAGE = (
+    "gpu-rdma-injector failed to decide on this pod (an internal error, logged by the webhook); "
+    "the pod is refused as its failurePolicy Fail asks, so retry or ask the cluster admin"
+)
+
+InternalErrorAnswer = Literal["deny", "allow"]
+
+
+class GroupVersionKind(TypedDict):
+    group: str
+    version: str
+    kind: str
+
+
+class RequestPayload(TypedDict, total=False):
+    """`request` of an AdmissionReview, as the API server sends it (the fields read here)."""
+
+    uid: str
+    kind: GroupVersionKind
+    subResource: str
+    operation: Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+    namespace: str
+    name: str
+    object: dict[str, Any]
+    dryRun: bool
+
+
+class RequestReview(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    request: RequestPayload
+
+
+class StatusPayload(TypedDict):
+    """A `metav1.Status` (denials in a review; bodies of 4xx answers)."""
+
+    metadata: dict[str, str]
+    status: Literal["Failure"]
+    message: str
+    reason: str
+    code: int
+
+
+class ResponsePayload(TypedDict):
+    uid: str
+    allowed: bool
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    status: NotRequired[StatusPayload]
+    warnings: NotRequired[list[str]]
+
+
+class ResponseReview(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    response: ResponsePayload
+
 
 _STATUS_REASONS = {
     400: "BadRequest",
@@ -31,8 +89,10 @@ _STATUS_REASONS = {
     408: "Timeout",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
+    431: "RequestHeaderFieldsTooLarge",
     422: "Invalid",
     500: "InternalError",
+    503: "ServiceUnavailable",
 }
 
 
@@ -105,14 +165,24 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-NamespaceAnnotations = Callable[[str], Mapping[str, str] | None]
+class Decide(Protocol):
+    """How a review is decided: `decide_request`, or whatever a test puts behind the app."""
+
+    def __call__(
+        self,
+        request: AdmissionRequest,
+        policy: Policy,
+        nads: NadLookup,
+        namespaces: NamespaceLookup,
+        excluded_namespaces: frozenset[str] = frozenset(),
+    ) -> Decision: ...
 
 
 def decide_request(
     request: AdmissionRequest,
     policy: Policy,
     nads: NadLookup,
-    namespace_annotations: NamespaceAnnotations,
+    namespaces: NamespaceLookup,
     excluded_namespaces: frozenset[str] = frozenset(),
 ) -> Decision:
     """The decision for a review: only pod CREATEs are mutated, everything else is allowed as is.
@@ -144,12 +214,25 @@ def decide_request(
             code=400,
         )
     return decide(
-        request.object, request.namespace, policy, nads, namespace_annotations(request.namespace)
+        request.object, request.namespace, policy, nads, namespaces.annotations(request.namespace)
     )
 
 
-def internal_error() -> Decision:
-    """Fail open inside the webhook: the chart's failurePolicy decides what the API server does."""
+def internal_error(answer: InternalErrorAnswer) -> Decision:
+    """The answer to a review whose decision failed with a bug.
+
+    A 200 `allowed: true` is not a failed call, so the API server would not apply the
+    registration's failurePolicy: `deny` refuses the pod with code 500 (as failurePolicy Fail
+    would), `allow` admits it unchanged with a warning (as Ignore would).
+    """
+    if answer == "deny":
+        return Decision(
+            allowed=False,
+            outcome="error",
+            reason="internal-error",
+            message=INTERNAL_ERROR_MESSAGE,
+            code=500,
+        )
     return Decision(
         allowed=True, outcome="error", reason="internal-error", warnings=(INTERNAL_ERROR_WARNING,)
     )
@@ -157,35 +240,32 @@ def internal_error() -> Decision:
 
 def build_response(uid: str, decision: Decision) -> bytes:
     """The AdmissionReview answering `uid`: every answer the webhook gives goes through here."""
-    response: dict[str, Any] = {"uid": uid, "allowed": decision.allowed}
+    response: ResponsePayload = {"uid": uid, "allowed": decision.allowed}
     if decision.allowed and decision.patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(serialize(decision.patch)).decode("ascii")
     if not decision.allowed:
-        response["status"] = {
-            "metadata": {},
-            "status": "Failure",
-            "message": decision.message,
-            "reason": _STATUS_REASONS.get(decision.code, "BadRequest"),
-            "code": decision.code,
-        }
+        response["status"] = _status(decision.message, decision.code)
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
-    return orjson.dumps(
-        {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
-    )
+    review: ResponseReview = {
+        "apiVersion": API_VERSION,
+        "kind": "AdmissionReview",
+        "response": response,
+    }
+    return orjson.dumps(review)
+
+
+def _status(message: str, code: int) -> StatusPayload:
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": _STATUS_REASONS.get(code, "BadRequest"),
+        "code": code,
+    }
 
 
 def error_body(message: str, status: int) -> bytes:
     """A Kubernetes-style Status for requests that are not reviews (4xx answers)."""
-    return orjson.dumps(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": _STATUS_REASONS.get(status, "BadRequest"),
-            "code": status,
-        }
-    )
+    return orjson.dumps({"kind": "Status", "apiVersion": "v1", **_status(message, status)})

@@ -1,5 +1,4 @@
-"""Certificates (edge layer): a CA and serving certificates made with `cryptography`, and the
-server's TLS context, which reloads renewed files in place so no restart is needed.
+"""Certificates (edge layer): a CA and serving certificates made with `cryptography`, as files.
 
 Keys are ECDSA P-256 (what the Kubernetes API server and cert-manager handle everywhere, and
 fast to make); key files are written 0600. The serving certificate carries the DNS and IP
@@ -9,10 +8,10 @@ subject alternative names it is asked for.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
-import ssl
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ CA_DAYS = 3650
 SERVING_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=30)
 DEV_NAMES = ("localhost", "127.0.0.1", "::1")
-# TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are all modern.
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class CertError(ValueError):
@@ -166,6 +163,42 @@ def write_file(path: Path, data: bytes, private: bool) -> None:
     os.replace(temporary, path)
 
 
+PAIR_LINK = "..data"
+
+
+def write_pair(cert_file: Path, key_file: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """Replace a serving certificate and its key at once, as kubelet publishes a Secret volume.
+
+    Both go into a fresh directory beside them; one rename points `..data` at it; the two paths
+    are links through `..data`. A reader that resolves both links (ReloadingTLS) sees the old
+    pair or the new one, never a new certificate with an old key. Both files must share a
+    directory.
+    """
+    directory = cert_file.parent
+    if key_file.parent != directory:
+        raise CertError(f"{str(cert_file)!r} and {str(key_file)!r} must be in one directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    version = Path(tempfile.mkdtemp(prefix="..pair-", dir=directory))
+    write_file(version / cert_file.name, cert_pem, private=False)
+    write_file(version / key_file.name, key_pem, private=True)
+    link = directory / PAIR_LINK
+    previous = os.readlink(link) if link.is_symlink() else None
+    _replace_with_link(link, Path(version.name))
+    for path in (cert_file, key_file):
+        target = Path(PAIR_LINK) / path.name
+        if not (path.is_symlink() and Path(os.readlink(path)) == target):
+            _replace_with_link(path, target)
+    if previous is not None and previous != version.name:
+        shutil.rmtree(directory / previous, ignore_errors=True)
+
+
+def _replace_with_link(path: Path, target: Path) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.link")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, path)
+
+
 def write_bundle(out_dir: Path, ca: Issued, serving: Issued) -> CertPaths:
     """ca.crt, ca.key, tls.crt, tls.key (the names Kubernetes TLS Secrets use) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,79 +265,3 @@ def load_certificate(path: Path) -> x509.Certificate:
         ) from None
     except ValueError:
         raise CertError(f"certificate file {str(path)!r} is not a PEM certificate") from None
-
-
-class ReloadingTLS:
-    """The server's SSLContext; `reload_if_changed()` swaps in renewed cert/key files in place.
-
-    New connections use the new certificate at once; open ones keep theirs. A broken pair of
-    files (e.g. half-way through a rotation) is reported and the last good one stays.
-    """
-
-    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None = None) -> None:
-        self.cert_file = cert_file
-        self.key_file = key_file
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.set_ciphers(TLS12_CIPHERS)
-        self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-        if client_ca_file is not None:
-            try:
-                self.context.load_verify_locations(cafile=str(client_ca_file))
-            except (OSError, ssl.SSLError) as error:
-                raise CertError(
-                    f"client CA file {str(client_ca_file)!r} cannot be used ({error}); "
-                    "give a PEM CA bundle"
-                ) from None
-            self.context.verify_mode = ssl.CERT_REQUIRED
-        self._fingerprint = b""
-        self._rejected = b""
-        self.reloads = 0
-        self.load()
-
-    def _read_fingerprint(self) -> bytes:
-        digest = hashlib.sha256()
-        for path in (self.cert_file, self.key_file):
-            digest.update(path.read_bytes())
-        return digest.digest()
-
-    def load(self) -> None:
-        """Load the files now; CertError if they are missing, unreadable or do not match."""
-        try:
-            fingerprint = self._read_fingerprint()
-            # Try the pair on a scratch context first: a failed load can leave a live
-            # context holding the new certificate with the old key.
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
-                str(self.cert_file), str(self.key_file)
-            )
-            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        except ssl.SSLError as error:
-            raise CertError(
-                f"TLS certificate {str(self.cert_file)!r} and key {str(self.key_file)!r} cannot be "
-                f"used together ({error.reason or error}); give a matching PEM pair"
-            ) from None
-        except OSError as error:
-            raise CertError(
-                f"TLS file cannot be read ({error.strerror}: {error.filename}); check "
-                "--tls-cert-file and --tls-key-file"
-            ) from None
-        self._fingerprint = fingerprint
-
-    def reload_if_changed(self) -> bool:
-        """Reload when the files' content changed; True if a new certificate is now served."""
-        try:
-            fingerprint = self._read_fingerprint()
-        except OSError:
-            return False
-        if fingerprint in (self._fingerprint, self._rejected):
-            return False
-        try:
-            self.load()
-        except CertError:
-            self._rejected = fingerprint  # report a broken pair once, not on every poll
-            raise
-        self.reloads += 1
-        return True
-
-    def not_after(self) -> dt.datetime:
-        return load_certificate(self.cert_file).not_valid_after_utc

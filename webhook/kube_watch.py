@@ -1,6 +1,6 @@
-"""Informer-style caches over the Kubernetes API: NAD facts and namespace annotations.
+"""List/watch machinery (edge layer): an `Informer` keeps one Kubernetes resource in memory.
 
-Edge layer: imports the `kubernetes` client; the mutation core never sees it. An `Informer`
+Imports the `kubernetes` client; the mutation core never sees it. An `Informer`
 lists a resource, then watches it from the list's resourceVersion in a daemon thread, and keeps
 in memory only what decisions need (the `transform` of each object, e.g. `NadFacts`). Admission
 requests read that memory and never call the API.
@@ -29,39 +29,38 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import logging
 import random
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-import kubernetes.client
-import kubernetes.config
 import orjson
 from kubernetes.client.exceptions import ApiException
 
-from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
+from webhook.kube_api import (
+    Key,
+    ShortWatch,
+    WatchErrorEvent,
+    WatchExpired,
+    describe_error,
+    error_from_status,
+    interrupt,
+    key_of,
+    resource_version_of,
+    watch_lines,
+)
 
 log = logging.getLogger("gpu_rdma_injector.kube_watch")
-
-NAD_GROUP = "k8s.cni.cncf.io"
-NAD_VERSION = "v1"
-NAD_PLURAL = "network-attachment-definitions"
 
 REPLACE = "REPLACE"
 """`apply` event type for a full list: the object is a List whose items replace the contents."""
 
 _WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
-_MAX_ERROR_LENGTH = 300
 
 V = TypeVar("V")
-Key = tuple[str, str]
-"""(namespace, name); the namespace is "" for cluster-scoped objects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +90,7 @@ class WatchOptions:
             raise ValueError("backoff_base must be positive and not above backoff_cap")
 
 
-class WatchExpired(Exception):
-    """The resourceVersion is older than the server's history (410 Gone): list again."""
-
-
-class WatchErrorEvent(Exception):
-    """The server sent an ERROR event other than 410 Gone."""
-
-
-class ShortWatch(Exception):
-    """The server ended a watch at once without sending anything (treated as a failure)."""
-
-
-class KubeConfigError(Exception):
-    """The Kubernetes client configuration cannot be loaded."""
+__all__ = ["REPLACE", "Informer", "Key", "WatchErrorEvent", "WatchExpired", "WatchOptions"]
 
 
 class _Stopped(Exception):
@@ -229,11 +215,11 @@ class Informer(Generic[V]):
             self._replace(obj)
             return
         if event_type == "ERROR":
-            raise _error_from_status(obj)
+            raise error_from_status(obj)
         if event_type not in _WATCH_EVENT_TYPES:
             raise ValueError(f"unknown watch event type {event_type!r}")
         if event_type == "DELETED":
-            key = _key_of(obj)
+            key = key_of(obj)
             if key is not None:
                 self._store.remove(key)
         elif event_type != "BOOKMARK":
@@ -244,14 +230,14 @@ class Informer(Generic[V]):
                     self._store.remove(key)
                 else:
                     self._store.put(key, value)
-        resource_version = _resource_version_of(obj)
+        resource_version = resource_version_of(obj)
         if resource_version is not None:
             self._resource_version = resource_version
 
     def _replace(self, list_object: Mapping[str, Any]) -> None:
         items: dict[Key, V] = {}
         self._decode_into(items, list_object.get("items") or ())
-        self._swap(items, _resource_version_of(list_object))
+        self._swap(items, resource_version_of(list_object))
 
     def _decode_into(self, items: dict[Key, V], objects: Iterable[Mapping[str, Any]]) -> None:
         for obj in objects:
@@ -271,7 +257,7 @@ class Informer(Generic[V]):
                 self._on_synced()
 
     def _decode(self, obj: Mapping[str, Any]) -> tuple[Key, V | None] | None:
-        key = _key_of(obj)
+        key = key_of(obj)
         if key is None:
             log.warning("%s: ignoring an object without metadata.name", self.name)
             return None
@@ -295,7 +281,7 @@ class Informer(Generic[V]):
         with self._active_lock:
             response = self._active_response
         if response is not None:
-            _interrupt(response)
+            interrupt(response)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end; True when it has (or never started)."""
@@ -347,7 +333,7 @@ class Informer(Generic[V]):
         self._backoff_failures += 1
         self.consecutive_failures += 1
         self.watch_restarts += 1
-        self.last_error = _describe(exc)
+        self.last_error = describe_error(exc)
         self.last_error_at = time.monotonic()
         delay = self._backoff(self._backoff_failures)
         log.warning("%s: %s; retrying in %.2fs", self.name, self.last_error, delay)
@@ -386,7 +372,7 @@ class Informer(Generic[V]):
         self.consecutive_failures = 0
         if self.synced.is_set():
             self.relists += 1
-        self._swap(items, _resource_version_of({"metadata": metadata}))
+        self._swap(items, resource_version_of({"metadata": metadata}))
 
     def _watch(self) -> None:
         options = self.options
@@ -412,7 +398,7 @@ class Informer(Generic[V]):
         started = time.monotonic()
         events = 0
         with self._tracked(response):
-            for line in _lines(response):
+            for line in watch_lines(response):
                 event = orjson.loads(line)
                 if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
                     raise ValueError(f"{self.name}: malformed watch event {line[:200]!r}")
@@ -443,312 +429,3 @@ class Informer(Generic[V]):
                 # Half-read: the connection is in an unknown state and must not be reused.
                 response.close()
             response.release_conn()
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    """The non-blank lines of a streamed body, whatever the chunk boundaries."""
-    pending = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        pending += chunk
-        if b"\n" not in chunk:
-            continue
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
-
-
-def _interrupt(response: Any) -> None:
-    """Unblock a thread reading `response` (urllib3 >= 2.3 has shutdown(); else the socket)."""
-    try:
-        response.shutdown()
-    except (AttributeError, ValueError, RuntimeError, OSError):
-        sock = getattr(getattr(response, "connection", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-def _key_of(obj: Mapping[str, Any]) -> Key | None:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return None
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    namespace = metadata.get("namespace")
-    return (namespace if isinstance(namespace, str) else "", name)
-
-
-def _resource_version_of(obj: Mapping[str, Any]) -> str | None:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return None
-    resource_version = metadata.get("resourceVersion")
-    return resource_version if isinstance(resource_version, str) and resource_version else None
-
-
-def _error_from_status(status: Mapping[str, Any]) -> Exception:
-    code = status.get("code")
-    text = f"{status.get('reason', 'Unknown')}: {status.get('message', '')}"
-    if code == 410:
-        return WatchExpired(text)
-    return WatchErrorEvent(f"ERROR event {code} {text}")
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ApiException):
-        text = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
-        message = _status_message(exc.body)
-        if message:
-            text = f"{text}: {message}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= _MAX_ERROR_LENGTH else text[: _MAX_ERROR_LENGTH - 3] + "..."
-
-
-def _status_message(body: Any) -> str | None:
-    try:
-        status = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    message = status.get("message") if isinstance(status, dict) else None
-    return message if isinstance(message, str) else None
-
-
-class _InformerGroup(Generic[V]):
-    """One or more informers seen as one cache (one per namespace in namespace-scoped mode)."""
-
-    authoritative = True
-
-    def __init__(self) -> None:
-        self.synced = threading.Event()
-        self._informers: tuple[Informer[V], ...] = ()
-
-    def _set_informers(self, informers: Sequence[Informer[V]]) -> None:
-        self._informers = tuple(informers)
-
-    def _informer_synced(self) -> None:
-        if all(informer.synced.is_set() for informer in self._informers):
-            self.synced.set()
-
-    @property
-    def informers(self) -> tuple[Informer[V], ...]:
-        return self._informers
-
-    def start(self) -> None:
-        for informer in self._informers:
-            informer.start()
-
-    def stop(self, timeout: float | None = 5.0) -> bool:
-        """Stop every informer; True when all threads ended within `timeout` seconds."""
-        for informer in self._informers:
-            informer.request_stop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        stopped = True
-        for informer in self._informers:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stopped = informer.join(remaining) and stopped
-        return stopped
-
-    @property
-    def size(self) -> int:
-        return sum(informer.size for informer in self._informers)
-
-    @property
-    def watch_restarts(self) -> int:
-        return sum(informer.watch_restarts for informer in self._informers)
-
-    @property
-    def relists(self) -> int:
-        return sum(informer.relists for informer in self._informers)
-
-    @property
-    def consecutive_failures(self) -> int:
-        return max((informer.consecutive_failures for informer in self._informers), default=0)
-
-    @property
-    def last_error(self) -> str | None:
-        failed = [informer for informer in self._informers if informer.last_error_at is not None]
-        if not failed:
-            return None
-        return max(failed, key=lambda informer: informer.last_error_at or 0.0).last_error
-
-
-class KubeNadCache(_InformerGroup[NadFacts]):
-    """`NadLookup` over the cluster's NetworkAttachmentDefinitions, kept current by watches.
-
-    Cluster-wide by default; with `namespaces`, one list/watch per namespace (for RBAC that only
-    reaches some namespaces), and NADs elsewhere are unknown (see `covers`).
-    """
-
-    def __init__(
-        self,
-        api_client: kubernetes.client.ApiClient,
-        resource_annotations: Sequence[str] = (RESOURCE_NAME_ANNOTATION,),
-        namespaces: Sequence[str] | None = None,
-        *,
-        options: WatchOptions | None = None,
-    ) -> None:
-        super().__init__()
-        if isinstance(resource_annotations, str):
-            raise TypeError("resource_annotations must be a sequence of annotation keys")
-        transform = functools.partial(
-            nad_facts_from_object, resource_annotations=tuple(resource_annotations)
-        )
-        api = kubernetes.client.CustomObjectsApi(api_client)
-        self._by_namespace: dict[str, Informer[NadFacts]] | None
-        if namespaces is None:
-            self._by_namespace = None
-            list_all = functools.partial(
-                api.list_cluster_custom_object, NAD_GROUP, NAD_VERSION, NAD_PLURAL
-            )
-            self._set_informers(
-                [
-                    Informer(
-                        list_all,
-                        transform,
-                        name="nads",
-                        options=options,
-                        on_synced=self._informer_synced,
-                    )
-                ]
-            )
-            return
-        if isinstance(namespaces, str):
-            raise TypeError("namespaces must be a sequence of namespace names, or None")
-        scoped = sorted(set(namespaces))
-        if not scoped:
-            raise ValueError("namespaces is empty; pass None to watch NADs in every namespace")
-        self._by_namespace = {
-            namespace: Informer(
-                functools.partial(
-                    api.list_namespaced_custom_object, NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL
-                ),
-                transform,
-                name=f"nads/{namespace}",
-                options=options,
-                on_synced=self._informer_synced,
-            )
-            for namespace in scoped
-        }
-        self._set_informers(list(self._by_namespace.values()))
-
-    def covers(self, namespace: str) -> bool:
-        """Whether NADs in `namespace` are watched (always, unless namespace-scoped)."""
-        return self._by_namespace is None or namespace in self._by_namespace
-
-    def get(self, namespace: str, name: str) -> NadFacts | None:
-        informer = self._informer_for(namespace)
-        return informer.get(namespace, name) if informer is not None else None
-
-    def names_in(self, namespace: str) -> tuple[str, ...]:
-        informer = self._informer_for(namespace)
-        return informer.names_in(namespace) if informer is not None else ()
-
-    def snapshot(self) -> dict[Key, NadFacts]:
-        merged: dict[Key, NadFacts] = {}
-        for informer in self._informers:
-            merged.update(informer.snapshot())
-        return merged
-
-    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
-        """Feed an event (or `REPLACE` with a List) through the same path the watches use."""
-        if self._by_namespace is None:
-            self._informers[0].apply(event_type, obj)
-            return
-        if event_type == REPLACE:
-            per_namespace: dict[str, list[Any]] = {
-                namespace: [] for namespace in self._by_namespace
-            }
-            for item in obj.get("items") or ():
-                key = _key_of(item)
-                if key is not None and key[0] in per_namespace:
-                    per_namespace[key[0]].append(item)
-            for namespace, items in per_namespace.items():
-                self._by_namespace[namespace].apply(
-                    REPLACE, {"metadata": obj.get("metadata") or {}, "items": items}
-                )
-            return
-        if event_type in {"BOOKMARK", "ERROR"}:
-            for informer in self._informers:
-                informer.apply(event_type, obj)
-            return
-        key = _key_of(obj)
-        target = self._informer_for(key[0]) if key is not None else None
-        if target is not None:
-            target.apply(event_type, obj)
-
-    def _informer_for(self, namespace: str) -> Informer[NadFacts] | None:
-        if self._by_namespace is None:
-            return self._informers[0]
-        return self._by_namespace.get(namespace)
-
-
-def namespace_annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    """The cached value of a namespace: its annotations only, read-only."""
-    metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    if not isinstance(annotations, Mapping):
-        return MappingProxyType({})
-    return MappingProxyType(
-        {key: value for key, value in annotations.items() if isinstance(value, str)}
-    )
-
-
-class KubeNamespaceCache(_InformerGroup[Mapping[str, str]]):
-    """`NamespaceLookup` over the cluster's namespaces; keeps annotations only."""
-
-    def __init__(
-        self, api_client: kubernetes.client.ApiClient, *, options: WatchOptions | None = None
-    ) -> None:
-        super().__init__()
-        api = kubernetes.client.CoreV1Api(api_client)
-        self._set_informers(
-            [
-                Informer(
-                    api.list_namespace,
-                    namespace_annotations,
-                    name="namespaces",
-                    options=options,
-                    on_synced=self._informer_synced,
-                )
-            ]
-        )
-
-    def annotations(self, namespace: str) -> Mapping[str, str] | None:
-        return self._informers[0].get("", namespace)
-
-    def names(self) -> tuple[str, ...]:
-        return self._informers[0].names_in("")
-
-    def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
-        self._informers[0].apply(event_type, obj)
-
-
-def load_kube_api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
-    """An ApiClient from the in-cluster service account (kubeconfig None) or a kubeconfig file.
-
-    The configuration is private to the returned client: the process-wide default
-    configuration of the kubernetes package is left untouched.
-    """
-    configuration = kubernetes.client.Configuration()
-    try:
-        if kubeconfig is None:
-            kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        else:
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, client_configuration=configuration, persist_config=False
-            )
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        if kubeconfig is None:
-            raise KubeConfigError(
-                f"Cannot load the in-cluster Kubernetes configuration ({exc}); run inside a pod "
-                "with a service account, or give a kubeconfig file."
-            ) from None
-        raise KubeConfigError(f"Cannot load the kubeconfig file {kubeconfig!r}: {exc}") from None
-    return kubernetes.client.ApiClient(configuration)

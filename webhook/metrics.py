@@ -1,4 +1,9 @@
-"""Prometheus metrics (edge layer) on an explicit registry, one per app, no global state."""
+"""Prometheus metrics (edge layer) on an explicit registry, one per app, no global state.
+
+The `*_created` series prometheus_client adds to every counter and histogram only double the
+scrape size; they are left out when this registry is rendered (prometheus_client's own switch,
+`disable_created_metrics()`, would change every registry of the process).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,7 +27,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only double the scrape size
         self.registry = CollectorRegistry(auto_describe=True)
         self.admissions = Counter(
             "gpu_rdma_injector_admissions",
@@ -61,6 +64,13 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.internal_errors = Counter(
+            "gpu_rdma_injector_internal_errors",
+            "Reviews whose decision failed with a bug, by the answer given (deny, allow; "
+            "serve --on-internal-error).",
+            ["answer"],
+            registry=self.registry,
+        )
         self.certificate_expiry = Gauge(
             "gpu_rdma_injector_certificate_expiry_timestamp_seconds",
             "Unix time at which the serving certificate expires.",
@@ -79,7 +89,7 @@ class Metrics:
         self.registry.register(_ScrapeTimeValues(read))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(_WithoutCreated(self.registry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +113,15 @@ class _ScrapeTimeValues(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []
+
+
+class _WithoutCreated:
+    """A registry as `generate_latest` reads it, without the `*_created` samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric

@@ -4,8 +4,8 @@ Pure layer: no Kubernetes client, no HTTP, no metrics. The mutation core asks a 
 which SR-IOV device resource a NAD needs and a `NamespaceLookup` for namespace annotations;
 both answer from memory, never from the network. This module holds the lookup protocols,
 the extraction of facts from a NAD object, and the static lookups used without a cluster
-(an empty one, or one loaded from a NAD file). The cluster-backed caches live in
-`webhook.kube_watch`.
+(empty ones, or ones loaded from a file of NADs and Namespaces). The cluster-backed caches
+live in `webhook.cluster`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import yaml
@@ -20,7 +21,9 @@ import yaml
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 NAD_API_VERSION = "k8s.cni.cncf.io/v1"
 NAD_KIND = "NetworkAttachmentDefinition"
-_LIST_KINDS = frozenset({"List", "NetworkAttachmentDefinitionList"})
+NAMESPACE_KIND = "Namespace"
+NAMESPACE_API_VERSION = "v1"
+_LIST_KINDS = frozenset({"List"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,7 @@ class NadLookup(Protocol):
 
 
 class NamespaceLookup(Protocol):
-    """Read-only, in-memory namespace annotations."""
-
-    @property
-    def authoritative(self) -> bool:
-        """True when backed by a cluster, so a namespace it does not know can be judged missing."""
-        ...
+    """Read-only, in-memory namespace annotations (the one way the webhook looks them up)."""
 
     def annotations(self, namespace: str) -> Mapping[str, str] | None:
         """The namespace's annotations, or None when the namespace is unknown."""
@@ -171,15 +169,36 @@ class StaticNads:
         return f"StaticNads({len(self)} NADs, authoritative={self.authoritative})"
 
 
-class NoNamespaces:
-    """A `NamespaceLookup` for running without a cluster: it knows no namespace."""
+class StaticNamespaces:
+    """A `NamespaceLookup` over fixed namespace annotations, e.g. the Namespace objects of a file.
 
-    __slots__ = ()
+    `NO_NAMESPACES`, the empty one, is used without a cluster: it knows no namespace.
+    """
 
-    authoritative = False
+    __slots__ = ("_annotations",)
+
+    def __init__(self, annotations: Mapping[str, Mapping[str, str]]) -> None:
+        self._annotations = {name: MappingProxyType(dict(a)) for name, a in annotations.items()}
 
     def annotations(self, namespace: str) -> Mapping[str, str] | None:
-        return None
+        return self._annotations.get(namespace)
+
+    def __len__(self) -> int:
+        return len(self._annotations)
+
+    def __repr__(self) -> str:
+        return f"StaticNamespaces({len(self)} namespaces)"
+
+
+NO_NAMESPACES: NamespaceLookup = StaticNamespaces({})
+
+
+@dataclass(frozen=True, slots=True)
+class FactsFile:
+    """What a file of cluster objects tells the decision: its NADs and its namespaces."""
+
+    nads: StaticNads
+    namespaces: StaticNamespaces
 
 
 def load_nad_file(
@@ -194,40 +213,83 @@ def load_nad_file(
     in messages, as an editor shows them. Empty documents are skipped. The result is
     authoritative: the file is taken to describe every NAD there is.
     """
+    return _load(text, resource_annotations, source, (NAD_KIND,)).nads
+
+
+def load_facts_file(
+    text: str,
+    resource_annotations: Sequence[str] = (RESOURCE_NAME_ANNOTATION,),
+    *,
+    source: str = "the NAD file",
+) -> FactsFile:
+    """As `load_nad_file`, and Namespace objects too (mixed with NADs, in documents or Lists):
+    their annotations are the namespace annotations the decision reads."""
+    return _load(text, resource_annotations, source, (NAD_KIND, NAMESPACE_KIND))
+
+
+def _load(
+    text: str, resource_annotations: Sequence[str], source: str, kinds: tuple[str, ...]
+) -> FactsFile:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise ValueError(f"{source} is not valid YAML: {exc}") from None
     facts: list[NadFacts] = []
+    namespaces: dict[str, Mapping[str, str]] = {}
     seen: dict[tuple[str, str], str] = {}
     for doc_number, document in enumerate(documents, start=1):
-        for where, obj in _nad_objects(document, f"{source}, document {doc_number}"):
+        for where, obj in _objects(document, f"{source}, document {doc_number}", kinds):
             try:
-                fact = nad_facts_from_object(obj, resource_annotations)
+                if obj.get("kind", NAD_KIND) == NAMESPACE_KIND:
+                    name, annotations = _namespace_from_object(obj)
+                    key, what = ("", name), f"Namespace {name}"
+                    namespaces[name] = annotations
+                else:
+                    fact = nad_facts_from_object(obj, resource_annotations)
+                    key = (fact.namespace, fact.name)
+                    what = f"NetworkAttachmentDefinition {fact.namespace}/{fact.name}"
+                    facts.append(fact)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
-            key = (fact.namespace, fact.name)
             if key in seen:
                 raise ValueError(
-                    f"{where}: NetworkAttachmentDefinition {fact.namespace}/{fact.name} "
-                    f"is already defined in {seen[key]}; each NAD may appear once."
+                    f"{where}: {what} is already defined in {seen[key]}; each object may "
+                    "appear once."
                 )
             seen[key] = where
-            facts.append(fact)
-    return StaticNads(facts, authoritative=True)
+    return FactsFile(StaticNads(facts, authoritative=True), StaticNamespaces(namespaces))
 
 
-def _nad_objects(document: object, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Yield (position, NAD object) for one YAML document, unwrapping a List."""
+def _namespace_from_object(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, str]]:
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError("The Namespace has no metadata.name; every Namespace needs a name.")
+    assert isinstance(metadata, Mapping)
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, Mapping) or not all(
+        isinstance(value, str) for value in annotations.values()
+    ):
+        raise ValueError(
+            f"The metadata.annotations of Namespace {name} must be a mapping of strings to "
+            "strings; quote the values in YAML."
+        )
+    return name, annotations
+
+
+def _objects(
+    document: object, where: str, kinds: tuple[str, ...]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yield (position, object) for one YAML document, unwrapping a List."""
     if document is None:
         return
+    wanted = " or ".join(kinds)
     if not isinstance(document, Mapping):
         raise ValueError(
-            f"{where}: expected a NetworkAttachmentDefinition object (a mapping), "
-            f"got {type(document).__name__}."
+            f"{where}: expected a {wanted} object (a mapping), got {type(document).__name__}."
         )
     kind = document.get("kind")
-    if kind in _LIST_KINDS:
+    if kind in _LIST_KINDS or kind in {f"{k}List" for k in kinds}:
         items = document.get("items")
         if items is None:
             return
@@ -237,28 +299,30 @@ def _nad_objects(document: object, where: str) -> Iterator[tuple[str, Mapping[st
             item_where = f"{where}, item {item_number}"
             if not isinstance(item, Mapping):
                 raise ValueError(
-                    f"{item_where}: expected a NetworkAttachmentDefinition object (a mapping), "
+                    f"{item_where}: expected a {wanted} object (a mapping), "
                     f"got {type(item).__name__}."
                 )
             # Items of a List written by kubectl carry kind; items of a typed list may not.
-            if item.get("kind", NAD_KIND) != NAD_KIND:
-                raise ValueError(_wrong_kind(item_where, item.get("kind")))
+            item_kind = item.get("kind", str(kind).removesuffix("List") or NAD_KIND)
+            if item_kind not in kinds:
+                raise ValueError(_wrong_kind(item_where, item.get("kind"), kinds))
             _check_api_version(item, item_where)
-            yield item_where, item
+            yield item_where, {**item, "kind": item_kind}
         return
-    if kind != NAD_KIND:
-        raise ValueError(_wrong_kind(where, kind))
+    if kind not in kinds:
+        raise ValueError(_wrong_kind(where, kind, kinds))
     _check_api_version(document, where)
     yield where, document
 
 
-def _wrong_kind(where: str, kind: object) -> str:
+def _wrong_kind(where: str, kind: object, kinds: tuple[str, ...]) -> str:
     if kind is None:
-        return f"{where}: the object has no 'kind'; expected kind: {NAD_KIND}."
-    return f"{where}: expected kind {NAD_KIND} (or a List of them), got {kind!r}."
+        return f"{where}: the object has no 'kind'; expected kind: {' or '.join(kinds)}."
+    return f"{where}: expected kind {' or '.join(kinds)} (or a List of them), got {kind!r}."
 
 
 def _check_api_version(obj: Mapping[str, Any], where: str) -> None:
+    expected = NAMESPACE_API_VERSION if obj.get("kind") == NAMESPACE_KIND else NAD_API_VERSION
     api_version = obj.get("apiVersion")
-    if api_version is not None and api_version != NAD_API_VERSION:
-        raise ValueError(f"{where}: expected apiVersion {NAD_API_VERSION}, got {api_version!r}.")
+    if api_version is not None and api_version != expected:
+        raise ValueError(f"{where}: expected apiVersion {expected}, got {api_version!r}.")

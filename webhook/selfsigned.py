@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,9 @@ from webhook.certs import (
     generate_ca,
     generate_serving,
     needs_renewal,
-    write_file,
+    write_pair,
 )
+from webhook.metrics import ScrapeValue
 
 log = logging.getLogger("gpu_rdma_injector.selfsigned")
 
@@ -140,7 +141,6 @@ class SelfSignedCertificates:
         self._admission = k8s.AdmissionregistrationV1Api(api_client)
         self.settings = settings
         self.renewals = 0
-        self.last_error: str | None = None
 
     def ensure(self) -> Bundle:
         """Make the Secret hold a valid bundle (creating or renewing it), write the files, inject
@@ -205,15 +205,13 @@ class SelfSignedCertificates:
             raise
 
     def _write_files(self, bundle: Bundle) -> None:
-        """Write the serving pair only when it changed, key first, so the reloader never pairs
-        a new certificate with an old key for longer than one poll."""
+        """Write the serving pair when it changed, both at once (`write_pair`): the reloader
+        never sees a new certificate with an old key."""
         cert_pem, key_pem = bundle.serving.cert_pem(), bundle.serving.key_pem()
         cert_file, key_file = self.settings.cert_file, self.settings.key_file
         if _read(cert_file) == cert_pem and _read(key_file) == key_pem:
             return
-        cert_file.parent.mkdir(parents=True, exist_ok=True)
-        write_file(key_file, key_pem, private=True)
-        write_file(cert_file, cert_pem, private=False)
+        write_pair(cert_file, key_file, cert_pem, key_pem)
 
     def _inject_ca(self, trust_pem: bytes) -> None:
         wanted = _b64(trust_pem)
@@ -249,23 +247,90 @@ class SelfSignedCertificates:
             "attempts to set its caBundle"
         )
 
-    def run(
-        self, stop: threading.Event, interval: float, on_error: Callable[[str], None] | None = None
-    ) -> None:
-        """Check every `interval` seconds until `stop` is set: renew when due, pick up a Secret
-        another replica renewed, and put the caBundle back if something removed it."""
-        while not stop.wait(interval):
-            try:
-                self.ensure()
-                self.last_error = None
-            except (SelfSignedError, ApiException, TransportError, OSError) as error:
-                self.last_error = str(error)
+
+class Renewer:
+    """Runs `certificates.ensure()` every `interval` seconds in a daemon thread: renews when due,
+    picks up a Secret another replica renewed, puts back a removed caBundle.
+
+    Each server process runs its own, started after any fork. Every failure is logged and
+    counted and the thread goes on; should the thread end anyway, readiness says so.
+    """
+
+    def __init__(self, certificates: SelfSignedCertificates, interval: float) -> None:
+        self.certificates = certificates
+        self.interval = interval
+        self.checks = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="self-signed-certificates", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                self.check_once()
+        finally:
+            if not self._stop.is_set():
                 log.error(
-                    "self-signed certificate check failed; will retry",
+                    "self-signed certificate renewer stopped; the certificate will not be renewed",
                     extra={"fields": {"error": self.last_error}},
                 )
-                if on_error is not None:
-                    on_error(self.last_error)
+
+    def check_once(self) -> None:
+        self.checks += 1
+        try:
+            self.certificates.ensure()
+        except Exception as error:
+            self.failures += 1
+            self.last_error = f"{type(error).__name__}: {error}"[:300]
+            expected = isinstance(error, SelfSignedError | ApiException | TransportError | OSError)
+            log.error(
+                "self-signed certificate check failed; will retry",
+                extra={"fields": {"error": self.last_error}},
+                exc_info=not expected,
+            )
+            return
+        self.last_error = None
+
+    def not_ready(self) -> str | None:
+        """Why readiness must fail: the renewer thread has ended (None while it runs)."""
+        if self._thread is None or self.running or self._stop.is_set():
+            return None
+        return f"the self-signed certificate renewer has stopped (last error: {self.last_error})"
+
+    def scrape(self) -> Iterable[ScrapeValue]:
+        yield ScrapeValue(
+            "gpu_rdma_injector_certificate_renewer_up",
+            "1 while the self-signed certificate renewer thread runs.",
+            1 if self.running else 0,
+        )
+        yield ScrapeValue(
+            "gpu_rdma_injector_certificate_checks",
+            "Self-signed certificate checks (Secret, files, caBundle) done.",
+            self.checks,
+            counter=True,
+        )
+        yield ScrapeValue(
+            "gpu_rdma_injector_certificate_check_failures",
+            "Self-signed certificate checks that failed (then retried at the next interval).",
+            self.failures,
+            counter=True,
+        )
 
 
 def ensure_with_retries(certificates: SelfSignedCertificates, deadline_seconds: float) -> Bundle:

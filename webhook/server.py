@@ -1,9 +1,12 @@
-"""The HTTP edge: `create_app(...)` builds the FastAPI app; the only module that knows HTTP.
+"""The HTTP edge: `create_app(...)` builds the ASGI app; the only module that knows HTTP routes.
 
 POST /mutate answers AdmissionReviews; GET /healthz (the process serves), /readyz (certificates
-loaded, policy valid, caches synced) and /metrics (Prometheus text). A body that is not a review
-gets a 4xx with one line saying why; a bug while deciding becomes a logged error and a review
-that admits the pod unchanged, never a 500 to the API server.
+loaded, policy valid, caches synced) and /metrics (Prometheus text); nothing else (no OpenAPI
+document, no docs pages). A body that is not a review gets a 4xx with one line saying why; a
+bug while deciding is logged, counted and answered with a well-formed review, refusing the pod
+(`on_internal_error="deny"`, code 500) or admitting it unchanged with a warning ("allow").
+The decision itself comes in as `decide`, so a test can put a crashing or slow one behind the
+real HTTP stack.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook import __version__, logs
 from webhook.admission import (
     AdmissionRequest,
+    Decide,
+    InternalErrorAnswer,
     ReviewError,
     build_response,
     decide_request,
@@ -27,25 +33,23 @@ from webhook.admission import (
     internal_error,
     parse_review,
 )
-from webhook.certs import CertError, ReloadingTLS
+from webhook.certs import CertError
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.mutation import NO_NADS, Decision
-from webhook.nads import NadLookup
+from webhook.nads import NO_NAMESPACES, NadLookup, NamespaceLookup
 from webhook.reload import PolicyStore
+from webhook.tls import ReloadingTLS
 
 # A review body must arrive within this long of its head (its head has its own deadline,
 # webhook.protocol); the API server sends a review in one go, only a stalling client is slower.
 BODY_TIMEOUT = 10.0
-DEFAULT_MAX_BODY_BYTES = (
-    3 * 1024 * 1024
-)  # the API server caps objects at 1.5 MiB; reviews carry one
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server caps objects at 1.5 MiB; a review has one
+DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
+"""Bytes of request bodies one process holds at once, over all its connections: past it, 503.
+(A body may take 10 s to arrive; without this, 256 stalled 3 MiB bodies would hold 768 MiB.)"""
 JSON_TYPES = ("application/json",)
 # Fields copied from a request into a log line are cut to this length (real ones are far shorter).
 _LOGGED_FIELD_LENGTH = 256
-
-
-def _no_namespace_annotations(namespace: str) -> Mapping[str, str] | None:
-    return None
 
 
 @dataclass
@@ -55,26 +59,30 @@ class AppContext:
     policy: PolicyStore
     metrics: Metrics = field(default_factory=Metrics)
     nads: NadLookup = NO_NADS
-    namespace_annotations: Callable[[str], Mapping[str, str] | None] = _no_namespace_annotations
+    namespaces: NamespaceLookup = NO_NAMESPACES
     tls: ReloadingTLS | None = None
     # Extra readiness conditions (e.g. caches synced): each returns None when ready, else why not.
     readiness_checks: list[Callable[[], str | None]] = field(default_factory=list)
     # Namespaces never mutated besides the policy's excludedNamespaces: the webhook's own.
     excluded_namespaces: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_budget: int = DEFAULT_BODY_BUDGET
     reload_interval: float = 2.0
+    on_internal_error: InternalErrorAnswer = "deny"
 
 
 class _MutateEndpoint:
     """POST /mutate as a plain ASGI app in front of FastAPI: the hot path skips routing,
     dependency solving and Request objects. Everything else goes on to the FastAPI app."""
 
-    def __init__(self, app: Any, context: AppContext) -> None:
+    def __init__(self, app: ASGIApp, context: AppContext, decide: Decide) -> None:
         self.app = app
         self.context = context
+        self.decide = decide
+        self.bodies = _BodyBudget(context.body_budget)
         self.log = logs.get()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/mutate":
             await self.app(scope, receive, send)
             return
@@ -88,10 +96,10 @@ class _MutateEndpoint:
             return
         # An answer before the whole body was read ends the connection: what is left of the
         # body must not be taken for the next request.
-        close = ((b"connection", b"close"),) if status in (408, 413) else ()
+        close = ((b"connection", b"close"),) if status in (408, 413, 503) else ()
         await _send(send, status, payload, close)
 
-    async def _answer(self, scope: Any, receive: Any) -> tuple[int, bytes]:
+    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         started = time.perf_counter()
         content_type, declared = b"", None
         for name, value in scope["headers"]:
@@ -102,14 +110,32 @@ class _MutateEndpoint:
         media_type = content_type.split(b";")[0].strip().lower().decode("latin-1")
         if media_type not in JSON_TYPES:
             return self._reject(415, f"content type must be application/json, not {media_type!r}")
+        with self.bodies.reservation() as held:
+            return self._review(await self._body(receive, declared, held), started)
+
+    async def _body(
+        self, receive: Receive, declared: bytes | None, held: _Reservation
+    ) -> bytes | tuple[int, bytes]:
+        """The request body, or the rejection to answer instead."""
         limit = self.context.max_body_bytes
         try:
             async with asyncio.timeout(BODY_TIMEOUT):
-                body = await _read_body(receive, declared, limit)
+                body = await _read_body(receive, declared, limit, held)
         except TimeoutError:
             return self._reject(408, f"request body did not arrive within {BODY_TIMEOUT:.0f} s")
+        except _Busy:
+            return self._reject(
+                503,
+                f"the webhook is already receiving {self.bodies.limit} bytes of request bodies; "
+                "retry",
+            )
         if body is None:
             return self._reject(413, f"request body is larger than {limit} bytes")
+        return body
+
+    def _review(self, body: bytes | tuple[int, bytes], started: float) -> tuple[int, bytes]:
+        if isinstance(body, tuple):
+            return body
         try:
             review = parse_review(body)
         except ReviewError as error:
@@ -141,19 +167,27 @@ class _MutateEndpoint:
     def _decide(self, review: AdmissionRequest) -> Decision:
         context = self.context
         try:
-            return decide_request(
+            return self.decide(
                 review,
                 context.policy.current,
                 context.nads,
-                context.namespace_annotations,
+                context.namespaces,
                 context.excluded_namespaces,
             )
         except Exception:
+            answer = context.on_internal_error
+            context.metrics.internal_errors.labels(answer).inc()
             self.log.exception(
-                "decision failed; admitting the pod unchanged",
-                extra={"fields": {"uid": review.uid, "namespace": review.namespace}},
+                "decision failed; "
+                + ("refusing the pod" if answer == "deny" else "admitting the pod unchanged"),
+                extra={
+                    "fields": {
+                        "uid": review.uid[:_LOGGED_FIELD_LENGTH],
+                        "namespace": review.namespace[:_LOGGED_FIELD_LENGTH],
+                    }
+                },
             )
-            return internal_error()
+            return internal_error(answer)
 
     def _reject(self, status: int, message: str) -> tuple[int, bytes]:
         self.context.metrics.rejected_requests.labels(str(status)).inc()
@@ -165,10 +199,52 @@ class _ClientGone(Exception):
     """The client closed the connection before its request body arrived."""
 
 
-async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes | None:
-    """The request body, or None when it is (or says it will be) larger than `limit`."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+class _Busy(Exception):
+    """The bodies being received already hold the whole body budget."""
+
+
+class _BodyBudget:
+    """Bytes of request bodies held at once by one app (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.contextmanager
+    def reservation(self) -> Iterator[_Reservation]:
+        held = _Reservation(self)
+        try:
+            yield held
+        finally:
+            self.used -= held.size
+
+
+class _Reservation:
+    __slots__ = ("budget", "size")
+
+    def __init__(self, budget: _BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def grow_to(self, size: int) -> None:
+        """Hold `size` bytes in all; _Busy when the budget cannot give them."""
+        if size <= self.size:
+            return
+        if self.budget.used + size - self.size > self.budget.limit:
+            raise _Busy
+        self.budget.used += size - self.size
+        self.size = size
+
+
+async def _read_body(
+    receive: Receive, declared: bytes | None, limit: int, held: _Reservation
+) -> bytes | None:
+    """The request body, or None when it is (or says it will be) larger than `limit`; its bytes
+    are held in the budget from the head on (the declared length) or as they arrive."""
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            return None
+        held.grow_to(int(declared))
     chunks = []
     size = 0
     while True:
@@ -179,13 +255,14 @@ async def _read_body(receive: Any, declared: bytes | None, limit: int) -> bytes 
         size += len(chunk)
         if size > limit:
             return None
+        held.grow_to(size)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send(
-    send: Any, status: int, payload: bytes, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+    send: Send, status: int, payload: bytes, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
     headers = [
         (b"content-type", b"application/json"),
@@ -196,7 +273,8 @@ async def _send(
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(context: AppContext) -> FastAPI:
+def create_app(context: AppContext, decide: Decide = decide_request) -> FastAPI:
+    """The app serving `context`; `decide` turns a review into a decision (the seam for tests)."""
     metrics = context.metrics
 
     @contextlib.asynccontextmanager
@@ -213,10 +291,11 @@ def create_app(context: AppContext) -> FastAPI:
         title="gpu-rdma-injector",
         version=__version__,
         lifespan=lifespan,
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(_MutateEndpoint, context=context)
+    app.add_middleware(_MutateEndpoint, context=context, decide=decide)
 
     @app.get("/healthz")
     async def healthz() -> Response:

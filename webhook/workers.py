@@ -5,7 +5,8 @@ parent forks N workers; each binds its own listening socket with SO_REUSEPORT, s
 spreads connections evenly over them, and builds its own app, caches and TLS context after the
 fork (threads and connections never cross a fork). The parent only supervises: it forwards
 SIGTERM/SIGINT, waits for every worker to finish its in-flight reviews, and restarts a worker
-that dies unexpectedly.
+that dies unexpectedly. It runs no thread of its own, and refuses to fork if one runs: a child
+forked beside a running thread inherits whatever locks that thread held.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,19 +27,31 @@ QUICK_FAILURE_SECONDS = 5.0
 MAX_QUICK_FAILURES = 5
 
 
-def listening_socket(host: str, port: int, listen: bool = True) -> socket.socket:
-    """A TCP socket bound with SO_REUSEPORT (shared by the workers), listening unless told not."""
+BACKLOG = 2048
+"""Connections the kernel queues while a process is at its connection limit (webhook.listener)."""
+
+
+class ForkWithThreadsError(RuntimeError):
+    """Refused: forking while another thread runs would copy the locks it holds."""
+
+
+def listening_socket(
+    host: str, port: int, listen: bool = True, *, reuse_port: bool = True
+) -> socket.socket:
+    """A TCP socket, bound with SO_REUSEPORT (shared by the workers) unless told not,
+    listening unless told not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
     if listen:
-        sock.listen(2048)
+        sock.listen(BACKLOG)
     return sock
 
 
@@ -52,6 +66,11 @@ def run_workers(count: int, host: str, port: int, worker: Callable[[socket.socke
     quick_failures = 0
 
     def spawn(slot: int) -> None:
+        if threading.active_count() > 1:
+            names = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+            raise ForkWithThreadsError(
+                f"refusing to fork a worker while other threads run ({', '.join(names)})"
+            )
         pid = os.fork()
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

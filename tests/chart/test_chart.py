@@ -1303,19 +1303,26 @@ def test_webhook_accepts_the_rendered_args_and_policy(
     combination: str, rendered: Callable[[str], Objects]
 ) -> None:
     """The Deployment's args parse with the real CLI, and the ConfigMap's policy loads."""
-    from webhook.__main__ import _build_parser
+    from webhook.__main__ import parse
     from webhook.policy import parse_policy
 
     objects = rendered(combination)
     container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    args = _build_parser().parse_args(container["args"])
-    assert args.command == "serve"
+    env = {e["name"]: e.get("value", "from-the-downward-api") for e in container.get("env", [])}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        invocation = parse(container["args"])
+    args = invocation.settings
+    assert invocation.command == "serve"
     assert args.port == 8443
     assert not args.no_kube
+    failure_policy = one(objects, "MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"]
+    assert args.on_internal_error == {"Fail": "deny", "Ignore": "allow"}[failure_policy]
     if args.self_signed_secret:
         assert args.webhook_configuration
         assert args.service_name
-        assert args.tls_cert_file.startswith("/tmp/")
+        assert str(args.tls_cert_file).startswith("/tmp/")
     configmap = one(objects, "ConfigMap")
     policy = parse_policy(configmap["data"]["policy.yaml"], combination)
     assert policy.networks

@@ -21,7 +21,7 @@ import yaml
 from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json, validate_pod
 
 from webhook.mutation import MAX_WARNING_LENGTH
-from webhook.nads import StaticNads, load_nad_file
+from webhook.nads import StaticNads, StaticNamespaces, load_nad_file
 from webhook.policy import default_policy, load_policy
 from webhook.reload import PolicyStore
 from webhook.server import AppContext, create_app
@@ -41,15 +41,12 @@ def _client(case: Path) -> AppClient:
     )
     namespace_file = case / "namespace.yaml"
     namespace = yaml.safe_load(namespace_file.read_text()) if namespace_file.exists() else None
-
-    def namespace_annotations(name: str) -> dict[str, str] | None:
-        if namespace is None or namespace["metadata"]["name"] != name:
-            return None
-        return dict(namespace["metadata"].get("annotations") or {})
-
-    context = AppContext(
-        policy=PolicyStore(policy), nads=nads, namespace_annotations=namespace_annotations
+    namespaces = StaticNamespaces(
+        {namespace["metadata"]["name"]: namespace["metadata"].get("annotations") or {}}
+        if namespace
+        else {}
     )
+    context = AppContext(policy=PolicyStore(policy), nads=nads, namespaces=namespaces)
     return AppClient(create_app(context))
 
 

@@ -211,3 +211,30 @@ def test_mutate_against_a_nad_file_and_a_cluster(api: KubeApiDouble, tmp_path: P
         )
         assert typo.returncode == 1
         assert "does not exist in namespace 'team-a'" in typo.stderr
+
+
+def test_a_reload_that_changes_the_nad_annotation_keys_is_refused(
+    api: KubeApiDouble, tmp_path: Path
+) -> None:
+    """The NAD cache is keyed by resourceNameAnnotations: a new policy file that changes them is
+    rejected (log line, metric) until a restart; the old keys keep deciding."""
+    server = _serve(api, tmp_path, "networks: [{name: sriov-rdma-net}]\n")
+    try:
+        server.wait_ready()
+        (tmp_path / "policy.yaml").write_text(
+            "networks: [{name: sriov-rdma-net}]\nresourceNameAnnotations: [example.com/other]\n"
+        )
+        deadline = time.monotonic() + 20
+        with server.client() as client:
+            while 'policy_reloads_total{result="rejected"} 1.0' not in client.get("/metrics").text:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+            answer = client.post("/mutate", content=_review(), headers=JSON).json()["response"]
+        assert any("openshift.io~1mellanoxnics" in op["path"] for op in decoded_patch(answer)), (
+            answer
+        )
+        log = server.log()
+        assert "policy reload rejected" in log
+        assert "resourceNameAnnotations cannot change while the webhook runs" in log
+    finally:
+        assert server.stop() == 0, server.log()

@@ -11,12 +11,8 @@ import kubernetes.client
 import pytest
 
 from tests.kube_api_double import KubeApiDouble
-from webhook.kube_watch import (
-    KubeNadCache,
-    KubeNamespaceCache,
-    WatchOptions,
-    load_kube_api_client,
-)
+from webhook.cluster import KubeNadCache, KubeNamespaceCache, load_kube_api_client
+from webhook.kube_watch import WatchOptions
 from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "nads"

@@ -21,6 +21,7 @@ from tests.kube_api_double import KubeApiDouble
 from webhook.certs import generate_ca, generate_serving
 from webhook.selfsigned import (
     Bundle,
+    Renewer,
     SelfSignedCertificates,
     SelfSignedError,
     SelfSignedSettings,
@@ -211,9 +212,8 @@ def test_a_removed_ca_bundle_is_put_back(api: KubeApiDouble, tmp_path: Path) -> 
     assert configuration is not None
     del configuration["webhooks"][0]["clientConfig"]["caBundle"]
     api.update(configuration)  # what a `helm upgrade` that renders no caBundle may do
-    stop = threading.Event()
-    thread = threading.Thread(target=certificates.run, args=(stop, 0.05))
-    thread.start()
+    renewer = Renewer(certificates, 0.05)
+    renewer.start()
     try:
         deadline = dt.datetime.now() + dt.timedelta(seconds=10)
         while dt.datetime.now() < deadline:
@@ -223,9 +223,9 @@ def test_a_removed_ca_bundle_is_put_back(api: KubeApiDouble, tmp_path: Path) -> 
                 break
             time.sleep(0.05)
         assert ca_bundle(api) == bundle.trust_pem
+        assert renewer.not_ready() is None
     finally:
-        stop.set()
-        thread.join(5)
+        renewer.stop()
 
 
 def test_missing_secret_is_one_clear_sentence(api: KubeApiDouble, tmp_path: Path) -> None:
@@ -292,6 +292,111 @@ def _https_get(port: int, ca_pem: bytes, hostname: str, path: str) -> bytes:
     return b"".join(chunks)
 
 
+class Flaky:
+    """Stands in for SelfSignedCertificates: `ensure()` raises what it is given, in turn."""
+
+    def __init__(self, *failures: BaseException | None) -> None:
+        self.failures = list(failures)
+        self.calls = threading.Semaphore(0)
+
+    def ensure(self) -> None:
+        failure = self.failures.pop(0) if self.failures else None
+        self.calls.release()
+        if failure is not None:
+            raise failure
+
+
+def test_the_renewer_survives_any_error_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = Flaky(KeyError("ca.crt"), ValueError("bad PEM"), None)
+    renewer = Renewer(flaky, 0.01)  # type: ignore[arg-type]
+    renewer.start()
+    try:
+        for _ in range(4):
+            assert flaky.calls.acquire(timeout=10)
+        assert renewer.running
+        assert renewer.not_ready() is None
+    finally:
+        renewer.stop()
+    assert renewer.failures == 2
+    assert renewer.checks >= 3
+    assert "KeyError" in caplog.text
+    values = {value.name: value.value for value in renewer.scrape()}
+    assert values["gpu_rdma_injector_certificate_check_failures"] == 2
+
+
+class Fatal(BaseException):
+    """Something no handler should swallow, ending the renewer's thread."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_renewer_that_stopped_makes_the_process_unready() -> None:
+    flaky = Flaky(Fatal("the end"))
+    renewer = Renewer(flaky, 0.01)  # type: ignore[arg-type]
+    renewer.start()
+    assert flaky.calls.acquire(timeout=10)
+    deadline = time.monotonic() + 10
+    while renewer.running:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    reason = renewer.not_ready()
+    assert reason is not None
+    assert "renewer has stopped" in reason
+    values = {value.name: value.value for value in renewer.scrape()}
+    assert values["gpu_rdma_injector_certificate_renewer_up"] == 0
+
+
+def _self_signed_args(api: KubeApiDouble, tmp_path: Path, tls_dir: Path) -> list[str]:
+    return [
+        "--kubeconfig",
+        str(api.kubeconfig(tmp_path / "kubeconfig")),
+        "--self-signed-secret",
+        SECRET,
+        "--webhook-configuration",
+        WEBHOOK,
+        "--service-name",
+        "gpu-rdma-injector",
+        "--pod-namespace",
+        NAMESPACE,
+        "--tls-cert-file",
+        str(tls_dir / "tls.crt"),
+        "--tls-key-file",
+        str(tls_dir / "tls.key"),
+    ]
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+def test_workers_are_forked_from_a_parent_without_threads(
+    api: KubeApiDouble, tmp_path: Path
+) -> None:
+    """Self-signed mode with --workers 2: the renewer runs in each worker, started after its
+    fork; the parent, which forks (and re-forks a crashed worker), runs no thread at all."""
+    from serverproc import ServerProcess
+
+    tls_dir = tmp_path / "tmp-tls"
+    server = ServerProcess(
+        [*_self_signed_args(api, tmp_path, tls_dir), "--workers", "2"],
+        None,
+        tmp_path,
+        no_kube=False,
+    )
+    try:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        deadline = time.monotonic() + 30
+        while len(children.read_text().split()) != 2 or not all(
+            _threads(int(pid)) > 1 for pid in children.read_text().split()
+        ):
+            assert server.process.poll() is None, server.log()
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        assert _threads(server.process.pid) == 1
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def test_serve_in_self_signed_mode(api: KubeApiDouble, tmp_path: Path) -> None:
     """The real process: fills the Secret, injects the caBundle, and serves a certificate the
     API server would accept for the Service's name."""
@@ -299,22 +404,7 @@ def test_serve_in_self_signed_mode(api: KubeApiDouble, tmp_path: Path) -> None:
 
     tls_dir = tmp_path / "tmp-tls"
     server = ServerProcess(
-        [
-            "--kubeconfig",
-            str(api.kubeconfig(tmp_path / "kubeconfig")),
-            "--self-signed-secret",
-            SECRET,
-            "--webhook-configuration",
-            WEBHOOK,
-            "--service-name",
-            "gpu-rdma-injector",
-            "--pod-namespace",
-            NAMESPACE,
-            "--tls-cert-file",
-            str(tls_dir / "tls.crt"),
-            "--tls-key-file",
-            str(tls_dir / "tls.key"),
-        ],
+        _self_signed_args(api, tmp_path, tls_dir),
         None,
         tmp_path,
         no_kube=False,

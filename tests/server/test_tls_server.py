@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,17 +125,66 @@ def test_one_json_log_line_per_admission_without_pod_spec(server: ServerProcess)
     body = (REAL / "create-generatename-json-annotation-sidecar-8gpu.json").read_bytes()
     with server.client() as client:
         client.post("/mutate", content=body, headers=JSON)
-    time.sleep(0.2)
-    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
-    entry = next(
-        line for line in lines if line.get("uid") == "eb0a5339-c084-4404-9204-e68ce8032c87"
-    )
+    entry = _wait_for_log_line(server, "eb0a5339-c084-4404-9204-e68ce8032c87")
     assert entry["msg"] == "admission"
     assert entry["namespace"] == "team-a"
     assert entry["pod"] == "llm-train-*"
     assert entry["outcome"] == "denied"
     assert isinstance(entry["duration_ms"], float)
     assert "NCCL_IB_HCA" not in server.log()
+
+
+def _wait_for_log_line(server: ServerProcess, uid: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        for line in server.log().splitlines():
+            if line.startswith("{") and (entry := json.loads(line)).get("uid") == uid:
+                return entry  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"no log line for {uid} within 10 s"
+        time.sleep(0.05)
+
+
+def test_an_early_413_closes_the_connection(server: ServerProcess) -> None:
+    """Answered before the body was read, the connection must close: the rest of the body must
+    never be read as a next request. (Left open, only the 10 s head deadline would close it.)"""
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(
+            b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 4194304\r\n\r\n" + b"{" * 1024
+        )
+        answer = b""
+        tls.settimeout(5)  # half the head deadline: a close after that is not this close
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 413")
+    assert b"connection: close" in head
+
+
+def test_a_deleted_policy_file_is_logged_and_counted(workdir: Path) -> None:
+    paths = generate_bundle(workdir / "deleted-policy-tls", ["localhost"])
+    policy = workdir / "deleted-policy.yaml"
+    policy.write_text("networks: [{name: rail-1, resourceName: example.com/rail_1}]\n")
+    proc = ServerProcess.with_certificate(
+        paths, workdir, "--config", str(policy), "--reload-interval", "0.1"
+    )
+    try:
+        proc.wait_ready()
+        policy.unlink()
+        rejected = 'gpu_rdma_injector_policy_reloads_total{result="rejected"} 1.0'
+        deadline = time.monotonic() + 10
+        with proc.client() as client:
+            while rejected not in (metrics := client.get("/metrics").text):
+                assert time.monotonic() < deadline, proc.log()
+                time.sleep(0.1)
+        assert "gpu_rdma_injector_policy_last_reload_valid 0.0" in metrics
+        assert "cannot be read (No such file or directory)" in proc.log()
+    finally:
+        assert proc.stop() == 0, proc.log()
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
@@ -182,10 +232,12 @@ def test_policy_hot_reload(server: ServerProcess, workdir: Path) -> None:
         else:
             pytest.fail("new policy not used within 10 s")
         policy.write_text("networks: [{name: NOT VALID}]\n")
-        time.sleep(1)
+        rejected = 'gpu_rdma_injector_policy_reloads_total{result="rejected"} 1.0'
+        while rejected not in (metrics := client.get("/metrics").text):
+            assert time.monotonic() < deadline + 10, "the bad policy was not noticed in 10 s"
+            time.sleep(0.1)
         patch = decoded_patch(client.post("/mutate", content=body, headers=JSON).json()["response"])
         assert patch[0]["value"] == {"k8s.v1.cni.cncf.io/networks": "rail-1"}
-        metrics = client.get("/metrics").text
     assert 'gpu_rdma_injector_policy_reloads_total{result="rejected"} 1.0' in metrics
     assert "gpu_rdma_injector_policy_last_reload_valid 0.0" in metrics
     assert "policy reload rejected" in server.log()

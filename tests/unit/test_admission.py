@@ -17,6 +17,7 @@ from webhook.admission import (
     parse_review,
 )
 from webhook.mutation import NO_NADS, denied
+from webhook.nads import NO_NAMESPACES
 from webhook.policy import default_policy
 
 REAL = FIXTURES / "admission-reviews"
@@ -69,7 +70,7 @@ def _request(**overrides: object) -> bytes:
 
 
 def _decide(body: bytes):  # type: ignore[no-untyped-def]
-    return decide_request(parse_review(body), default_policy(), NO_NADS, lambda _ns: None)
+    return decide_request(parse_review(body), default_policy(), NO_NADS, NO_NAMESPACES)
 
 
 def test_only_pod_creates_are_mutated() -> None:
@@ -123,11 +124,25 @@ def test_response_denied_has_status_and_no_patch() -> None:
     }
 
 
-def test_internal_error_allows_with_warning() -> None:
-    response = json.loads(build_response("u-3", internal_error()))["response"]
+def test_internal_error_allowed_admits_with_a_warning() -> None:
+    response = json.loads(build_response("u-3", internal_error("allow")))["response"]
     assert response["allowed"] is True
     assert "patch" not in response
+    assert "status" not in response
     assert response["warnings"][0].startswith("gpu-rdma-injector: internal error")
+
+
+def test_internal_error_denied_refuses_with_code_500_and_one_sentence() -> None:
+    response = json.loads(build_response("u-4", internal_error("deny")))["response"]
+    assert response["uid"] == "u-4"
+    assert response["allowed"] is False
+    assert "patch" not in response
+    assert "warnings" not in response
+    status = response["status"]
+    assert (status["code"], status["reason"], status["status"]) == (500, "InternalError", "Failure")
+    assert status["message"].count(". ") == 0
+    assert "\n" not in status["message"]
+    assert "failurePolicy Fail" in status["message"]
 
 
 def test_error_body_is_a_status() -> None:
@@ -145,10 +160,10 @@ def test_error_body_is_a_status() -> None:
 def test_excluded_namespaces_are_never_mutated() -> None:
     request = parse_review(_request(namespace="gpu-rdma-injector"))
     own = frozenset({"gpu-rdma-injector"})
-    decision = decide_request(request, default_policy(), NO_NADS, lambda _ns: None, own)
+    decision = decide_request(request, default_policy(), NO_NADS, NO_NAMESPACES, own)
     assert (decision.outcome, decision.reason) == ("skipped", "excluded-namespace")
     kube_system = parse_review(_request(namespace="kube-system"))
     assert _decide(json.dumps(json.loads(_request(namespace="kube-system"))).encode()).reason == (
         "excluded-namespace"
     )
-    assert decide_request(kube_system, default_policy(), NO_NADS, lambda _ns: None).patch == ()
+    assert decide_request(kube_system, default_policy(), NO_NADS, NO_NAMESPACES).patch == ()

@@ -1,11 +1,14 @@
-"""Certificates made with cryptography, and the reloading TLS context."""
+"""Certificates made with cryptography (webhook.certs), and the reloading TLS context
+(webhook.tls)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,13 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.certs import (
     CertError,
-    ReloadingTLS,
     ensure_dev_certs,
     generate_bundle,
     generate_ca,
     generate_serving,
+    load_certificate,
     needs_renewal,
+    write_pair,
 )
+from webhook.tls import ReloadingTLS
 
 
 def test_bundle_has_sans_key_modes_and_chain(tmp_path: Path) -> None:
@@ -88,3 +93,43 @@ def test_mismatched_pair_is_refused_and_reported_once(tmp_path: Path) -> None:
 def test_missing_files_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CertError, match="check --tls-cert-file and --tls-key-file"):
         ReloadingTLS(tmp_path / "no.crt", tmp_path / "no.key")
+
+
+def test_a_pair_replaced_while_it_is_reloaded_is_never_seen_mismatched(tmp_path: Path) -> None:
+    """The self-signed writer replaces cert and key at once; the reloader, polling as fast as
+    it can meanwhile, only ever loads whole pairs: never a CertError (a "reload rejected")."""
+    ca = generate_ca()
+    pairs = [generate_serving(ca, ["localhost"]) for _ in range(4)]
+    cert_file, key_file = tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key"
+    write_pair(cert_file, key_file, pairs[0].cert_pem(), pairs[0].key_pem())
+    tls = ReloadingTLS(cert_file, key_file)
+    done = threading.Event()
+
+    def writer() -> None:
+        for turn in range(300):
+            pair = pairs[turn % len(pairs)]
+            write_pair(cert_file, key_file, pair.cert_pem(), pair.key_pem())
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reloads = 0
+    try:
+        while not done.is_set():
+            reloads += tls.reload_if_changed()  # a mismatched pair would raise CertError
+    finally:
+        thread.join()
+    tls.reload_if_changed()
+    assert reloads > 0
+    assert load_certificate(cert_file).serial_number == pairs[299 % 4].cert.serial_number
+    assert sorted(p.name for p in (tmp_path / "tls").iterdir() if p.name.startswith("..pair-")) == [
+        os.readlink(tmp_path / "tls" / "..data")
+    ]  # old versions are removed
+    assert (key_file.resolve().stat().st_mode & 0o777) == 0o600
+
+
+def test_a_pair_must_share_a_directory(tmp_path: Path) -> None:
+    ca = generate_ca()
+    pair = generate_serving(ca, ["localhost"])
+    with pytest.raises(CertError, match="must be in one directory"):
+        write_pair(tmp_path / "a" / "tls.crt", tmp_path / "b" / "tls.key", b"", pair.key_pem())

@@ -180,3 +180,61 @@ def test_environment_variables_set_options(tmp_path: Path) -> None:
         env={**__import__("os").environ, "GPU_RDMA_INJECTOR_CONFIG": str(policy)},
     )
     assert "rail-1" in result.stdout
+
+
+NAMESPACE_AND_NADS = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-a
+  annotations:
+    gpu-rdma-injector/networks: rail-1,rail-2
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: k8s.cni.cncf.io/v1
+    kind: NetworkAttachmentDefinition
+    metadata:
+      name: rail-1
+      namespace: team-a
+      annotations: {k8s.v1.cni.cncf.io/resourceName: example.com/rail_1}
+  - apiVersion: k8s.cni.cncf.io/v1
+    kind: NetworkAttachmentDefinition
+    metadata:
+      name: rail-2
+      namespace: team-a
+      annotations: {k8s.v1.cni.cncf.io/resourceName: example.com/rail_2}
+  - apiVersion: v1
+    kind: Namespace
+    metadata: {name: team-b}
+"""
+
+
+def test_mutate_previews_a_namespace_annotation_from_the_nad_file(tmp_path: Path) -> None:
+    """Namespace objects (with NADs, in documents or a List) stand for the cluster's namespaces:
+    an admin sees what the namespace's networks annotation would do before setting it."""
+    facts = tmp_path / "cluster.yaml"
+    facts.write_text(NAMESPACE_AND_NADS)
+    review = str(REAL / "create-gpu-pod-no-annotations.json")
+    result, other = (run("mutate", review, "--nads", str(facts), "-n", f"team-{t}") for t in "ab")
+    assert result.returncode == 0, result.stderr
+    patch = json.loads(result.stdout)
+    assert patch[0]["value"] == {"k8s.v1.cni.cncf.io/networks": "rail-1,rail-2"}
+    assert {op["path"].rsplit("/", 1)[-1] for op in patch[1:]} == {
+        "example.com~1rail_1",
+        "example.com~1rail_2",
+    }
+    assert other.returncode == 1  # team-b has no sriov-rdma-net NAD in the file
+    assert "does not exist in namespace 'team-b'" in other.stderr
+
+
+def test_mutate_refuses_other_kinds_in_the_nad_file(tmp_path: Path) -> None:
+    facts = tmp_path / "cluster.yaml"
+    facts.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    result = run("mutate", str(REAL / "create-gpu-pod-no-annotations.json"), "--nads", str(facts))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: '{facts}', document 1: expected kind NetworkAttachmentDefinition or Namespace "
+        "(or a List of them), got 'ConfigMap'."
+    )

@@ -1,25 +1,31 @@
-"""webhook.kube_watch without a server: the apply path, the store, backoff, routing, config."""
+"""webhook.kube_watch and the caches of webhook.cluster without a server: the apply path, the
+store, backoff, routing, config."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
+import orjson
 import pytest
 
-from webhook.kube_watch import (
-    REPLACE,
-    Informer,
+from webhook.cluster import (
     KubeConfigError,
     KubeNadCache,
     KubeNamespaceCache,
+    load_kube_api_client,
+)
+from webhook.kube_api import WatchLineTooLong, watch_lines
+from webhook.kube_watch import (
+    REPLACE,
+    Informer,
     WatchErrorEvent,
     WatchExpired,
     WatchOptions,
-    load_kube_api_client,
 )
 from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
 
@@ -295,3 +301,123 @@ def test_in_cluster_config_outside_a_pod_is_one_clear_sentence(
         KubeConfigError, match=r"in-cluster Kubernetes configuration .* give a kubeconfig file"
     ):
         load_kube_api_client(None)
+
+
+# -- the watch stream and the backoff, against a scripted API -------------------------------------
+
+
+class Response:
+    """What the kubernetes client returns with `_preload_content=False`."""
+
+    def __init__(self, data: bytes = b"", chunks: list[bytes] | None = None) -> None:
+        self.data = data
+        self.chunks = chunks or []
+
+    def stream(self, amt: Any = None, decode_content: bool = True) -> Iterator[bytes]:
+        yield from self.chunks
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_watch_lines_are_split_whatever_the_chunks() -> None:
+    chunks = [b'{"a":', b'1}\n{"b"', b":2}\n\n", b'{"c":3}']
+    assert list(watch_lines(Response(chunks=chunks))) == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
+
+
+def test_a_watch_line_is_bounded() -> None:
+    at_limit = [b"x" * 600, b"x" * 400 + b"\n"]
+    assert list(watch_lines(Response(chunks=at_limit), max_line_bytes=1000)) == [b"x" * 1000]
+    endless = Response(chunks=[b"y" * 400] * 1000)  # 400 kB, never a newline
+    with pytest.raises(WatchLineTooLong, match="longer than 1000 bytes"):
+        list(watch_lines(endless, max_line_bytes=1000))
+    past = [b"x" * 600, b"x" * 401 + b"\n"]
+    with pytest.raises(WatchLineTooLong):
+        list(watch_lines(Response(chunks=past), max_line_bytes=1000))
+
+
+def _event(name: str, rv: str) -> bytes:
+    return orjson.dumps({"type": "ADDED", "object": nad(name, rv=rv)}) + b"\n"
+
+
+class ScriptedApi:
+    """A list, then one scripted outcome per watch: an exception to raise, or a number of
+    seconds to stream events for before the server ends the watch ("end") or drops it."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.watches = 0
+
+    def __call__(self, **kwargs: Any) -> Response:
+        if not kwargs.get("watch"):
+            return Response(orjson.dumps(listing(rv="1")))
+        self.watches += 1
+        step = self.script.pop(0) if self.script else ConnectionResetError("no more script")
+        if isinstance(step, Exception):
+            raise step
+        seconds, ending = step
+        return _Streaming(seconds, ending)
+
+
+class _Streaming(Response):
+    def __init__(self, seconds: float, ending: str) -> None:
+        super().__init__()
+        self.seconds, self.ending = seconds, ending
+
+    def stream(self, amt: Any = None, decode_content: bool = True) -> Iterator[bytes]:
+        deadline = time.monotonic() + self.seconds
+        rv = 2
+        while time.monotonic() < deadline:
+            yield _event(f"n{rv}", str(rv))
+            rv += 1
+            time.sleep(0.005)
+        if self.ending == "drop":
+            raise ConnectionResetError("the watch was dropped")
+
+
+def _failures_seen(script: list[Any], count: int) -> list[int]:
+    """The informer's consecutive-failure count at each of its first `count` backoffs."""
+    api = ScriptedApi(script)
+    seen: list[int] = []
+    cache: Informer[NadFacts] = Informer(
+        api,
+        nad_facts_from_object,
+        name="t",
+        options=WatchOptions(backoff_base=0.001, backoff_cap=0.02),
+    )
+
+    def backoff(failures: int) -> float:
+        seen.append(failures)
+        return 0.0
+
+    cache._backoff = backoff  # type: ignore[method-assign]
+    cache.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(seen) < count:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.01)
+    finally:
+        cache.stop()
+    return seen[:count]
+
+
+def test_the_backoff_grows_while_watches_keep_failing() -> None:
+    failing = [ConnectionRefusedError("refused")] * 3
+    assert _failures_seen(failing, 3) == [1, 2, 3]
+
+
+def test_the_backoff_starts_again_after_a_watch_the_server_ended() -> None:
+    script = [ConnectionRefusedError("1"), ConnectionRefusedError("2"), (0.05, "end")]
+    script += [ConnectionRefusedError("3")]
+    assert _failures_seen(script, 3) == [1, 2, 1]
+
+
+def test_the_backoff_starts_again_after_a_long_healthy_watch_is_dropped() -> None:
+    """Healthy: it streamed events for longer than the backoff cap before it broke."""
+    script = [ConnectionRefusedError("1"), ConnectionRefusedError("2"), (0.1, "drop")]
+    script += [ConnectionRefusedError("3")]
+    assert _failures_seen(script, 4) == [1, 2, 1, 2]

@@ -9,12 +9,14 @@ import pytest
 import yaml
 
 from webhook.nads import (
+    NO_NAMESPACES,
     RESOURCE_NAME_ANNOTATION,
     NadFacts,
     NadLookup,
     NamespaceLookup,
-    NoNamespaces,
     StaticNads,
+    StaticNamespaces,
+    load_facts_file,
     load_nad_file,
     nad_facts_from_object,
 )
@@ -269,7 +271,7 @@ def test_the_default_source_name_reads_as_a_sentence() -> None:
         load_nad_file(docs({"kind": "Pod", "metadata": {"name": "x"}}))
 
 
-# -- StaticNads and NoNamespaces ------------------------------------------------------------------
+# -- StaticNads and StaticNamespaces---------------------------------------------------------------
 
 
 def test_static_nads_lookups() -> None:
@@ -305,15 +307,22 @@ def test_static_nads_refuses_duplicates() -> None:
 
 
 def test_no_namespaces_knows_nothing() -> None:
-    namespaces = NoNamespaces()
-    assert not namespaces.authoritative
-    assert namespaces.annotations("ml-training") is None
+    assert NO_NAMESPACES.annotations("ml-training") is None
+
+
+def test_static_namespaces_answer_their_annotations_read_only() -> None:
+    namespaces = StaticNamespaces({"team-a": {"gpu-rdma-injector/networks": "rail-1"}})
+    annotations = namespaces.annotations("team-a")
+    assert annotations == {"gpu-rdma-injector/networks": "rail-1"}
+    assert namespaces.annotations("team-b") is None
+    with pytest.raises(TypeError):
+        annotations["x"] = "y"  # type: ignore[index]
 
 
 def test_the_lookups_satisfy_their_protocols() -> None:
     # Static typing checks this in the webhook; here it guards the runtime shape.
     nad_lookup: NadLookup = StaticNads((), authoritative=False)
-    namespace_lookup: NamespaceLookup = NoNamespaces()
+    namespace_lookup: NamespaceLookup = StaticNamespaces({})
     assert nad_lookup.names_in("x") == ()
     assert namespace_lookup.annotations("x") is None
 
@@ -322,3 +331,62 @@ def test_facts_are_immutable() -> None:
     facts = NadFacts("ml-training", "rail-1", None)
     with pytest.raises(AttributeError):
         facts.resource_name = "nvidia.com/x"  # type: ignore[misc]
+
+
+# -- load_facts_file: NADs and Namespaces ---------------------------------------------------------
+
+
+def test_a_facts_file_mixes_nads_and_namespaces_in_documents_and_lists() -> None:
+    text = docs(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml-training"}},
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                nad("a"),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": "team-b", "annotations": {"x/networks": "a"}},
+                },
+            ],
+        },
+        {"kind": "NamespaceList", "items": [{"metadata": {"name": "team-c"}}]},
+    )
+    facts = load_facts_file(text)
+    assert facts.nads.names_in("ml-training") == ("a",)
+    assert facts.namespaces.annotations("ml-training") == {}
+    assert facts.namespaces.annotations("team-b") == {"x/networks": "a"}
+    assert facts.namespaces.annotations("team-c") == {}
+    assert facts.namespaces.annotations("team-d") is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"kind": "Namespace", "metadata": {}}, "The Namespace has no metadata.name"),
+        (
+            {"kind": "Namespace", "metadata": {"name": "a", "annotations": {"k": 1}}},
+            "The metadata.annotations of Namespace a must be a mapping of strings to strings",
+        ),
+        (
+            {"apiVersion": "v2", "kind": "Namespace", "metadata": {"name": "a"}},
+            "expected apiVersion v1, got 'v2'",
+        ),
+    ],
+)
+def test_bad_namespaces_name_the_document(document: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=r"^ns\.yaml, document 1") as caught:
+        load_facts_file(docs(document), source="ns.yaml")
+    assert message in str(caught.value)
+
+
+def test_a_namespace_given_twice_is_refused() -> None:
+    namespace = {"kind": "Namespace", "metadata": {"name": "a"}}
+    with pytest.raises(ValueError, match=r"Namespace a is already defined in ns\.yaml, document 1"):
+        load_facts_file(docs(namespace, namespace), source="ns.yaml")
+
+
+def test_the_nad_file_still_takes_nads_only() -> None:
+    with pytest.raises(ValueError, match="expected kind NetworkAttachmentDefinition \\(or a List"):
+        load_nad_file(docs({"kind": "Namespace", "metadata": {"name": "a"}}))
