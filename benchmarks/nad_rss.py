@@ -9,8 +9,8 @@ Modes, each a fresh process:
 - `informer`: the path `serve` takes at start-up. A `webhook.kube_watch.Informer` lists the NADs
   from a stand-in for the API (pages of `limit` objects as JSON bytes, then a watch that stays
   quiet), exactly as it would list a cluster's, and is measured once synced.
-- `events`: `KubeNadCache.apply("ADDED", obj)` once per NAD, as a watch delivers them.
-- `replace`: `KubeNadCache.apply(REPLACE, list)` with the whole List parsed at once.
+- `events`: `webhook.cluster.KubeNadCache.apply("ADDED", obj)` once per NAD, as a watch delivers them.
+- `replace`: `webhook.cluster.KubeNadCache.apply(REPLACE, list)` with the whole List parsed at once.
 
 When `kube_watch` is not usable, `webhook.nads.StaticNads` is built from `NadFacts` instead, and
 `method` in the output says so.
@@ -170,7 +170,7 @@ def fill(mode: str, count: int) -> tuple[Any, str, int, Any]:
     try:
         import kubernetes.client
 
-        from webhook import kube_watch
+        from webhook import cluster, kube_watch
         from webhook.nads import nad_facts_from_object
 
         if mode == "informer":
@@ -184,17 +184,17 @@ def fill(mode: str, count: int) -> tuple[Any, str, int, Any]:
                 f"{kube_watch.WatchOptions().page_size} from a stand-in API, then watching"
             )
             return informer, method, api.bytes_served, informer
-        cache = kube_watch.KubeNadCache(kubernetes.client.ApiClient())
+        cache = cluster.KubeNadCache(kubernetes.client.ApiClient())
         if mode == "events":
             fed = 0
             for index in range(count):
                 obj_bytes = orjson.dumps(nad_object(index))
                 fed += len(obj_bytes)
                 cache.apply("ADDED", orjson.loads(obj_bytes))
-            return cache, "webhook.kube_watch.KubeNadCache.apply('ADDED', obj) per NAD", fed, None
+            return cache, "webhook.cluster.KubeNadCache.apply('ADDED', obj) per NAD", fed, None
         whole = list_bytes(0, count)
         cache.apply(kube_watch.REPLACE, orjson.loads(whole))
-        return cache, "webhook.kube_watch.KubeNadCache.apply(REPLACE, list)", len(whole), None
+        return cache, "webhook.cluster.KubeNadCache.apply(REPLACE, list)", len(whole), None
     except (ImportError, AttributeError, TypeError) as error:
         from webhook.nads import StaticNads, nad_facts_from_object
 

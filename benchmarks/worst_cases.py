@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.admission import build_response, decide_request, parse_review
-from webhook.mutation import MAX_CONTAINERS, TOTAL_ANNOTATION_BYTES
-from webhook.nads import StaticNads
+from webhook.nads import NO_NAMESPACES, StaticNads
 from webhook.networks import (
     DEFAULT_NETWORK_ANNOTATION,
     MAX_ATTACHMENTS,
@@ -40,6 +39,7 @@ from webhook.networks import (
     MAX_LIST_ITEMS,
     NETWORKS_ANNOTATION,
 )
+from webhook.pod import MAX_CONTAINERS, TOTAL_ANNOTATION_BYTES
 from webhook.policy import Policy, default_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,7 +259,7 @@ def _time(case: Case, repeat: int) -> Timing:
         started = time.thread_time()
         request = parse_review(case.body)
         parsed = time.thread_time()
-        decision = decide_request(request, case.policy, nads, lambda _namespace: None)
+        decision = decide_request(request, case.policy, nads, NO_NAMESPACES)
         response = build_response(request.uid, decision)
         done = time.thread_time()
         timing.parse_ms.append((parsed - started) * 1000)

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.worst_cases import MAX_BODY, Case, cases, render, run
 from webhook.admission import build_response, decide_request, parse_review
-from webhook.nads import StaticNads
+from webhook.nads import NO_NAMESPACES, StaticNads
 
 CASES = cases()
 
@@ -23,7 +23,7 @@ def test_worst_input_gets_its_outcome(case: Case) -> None:
     assert len(case.body) <= MAX_BODY
     request = parse_review(case.body)
     nads = StaticNads((), authoritative=False)
-    decision = decide_request(request, case.policy, nads, lambda _namespace: None)
+    decision = decide_request(request, case.policy, nads, NO_NAMESPACES)
     assert decision.outcome == case.expect, decision.message
     answer = json.loads(build_response(request.uid, decision))["response"]
     assert answer["uid"] == request.uid

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json, validate_pod
 
-from webhook.mutation import MAX_WARNING_LENGTH
 from webhook.nads import StaticNads, StaticNamespaces, load_nad_file
+from webhook.plan import MAX_WARNING_LENGTH
 from webhook.policy import default_policy, load_policy
 from webhook.reload import PolicyStore
 from webhook.server import AppContext, create_app

@@ -14,10 +14,11 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from webhook.mutation import TOTAL_ANNOTATION_BYTES, Decision, decide
+from webhook.mutation import Decision, decide
 from webhook.nads import NadFacts, StaticNads
 from webhook.networks import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION
 from webhook.patch import serialize
+from webhook.pod import TOTAL_ANNOTATION_BYTES
 from webhook.policy import parse_policy
 
 VF = "openshift.io/mellanoxnics"
