@@ -33,7 +33,7 @@ from webhook.networks import (
     parse_default_network,
 )
 from webhook.patch import Op
-from webhook.placement import balance, complete_requests_and_limits
+from webhook.placement import balance, complete_requests_and_limits, gather, is_per_gpu
 from webhook.plan import (
     Plan,
     TooManyAttachments,
@@ -51,6 +51,7 @@ from webhook.pod import (
     annotation_bytes,
     explicit_container,
     gpu_count,
+    has_volume,
     read_annotations,
     read_containers,
 )
@@ -59,6 +60,13 @@ from webhook.references import check_user_entries, resource_of, usable
 
 INJECT_ANNOTATION = "gpu-rdma-injector/inject"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# network-resources-injector adds this volume when it adds device units; in its
+# --honor-resources mode it adds them on top of the pod's own, which shows up here as more
+# units than attachments.
+PEER_INJECTOR_VOLUME = "podnetinfo"
+PEER_INJECTOR_HINT = (
+    "more units than networks and a podnetinfo volume: disable network-resources-injector"
+)
 
 Outcome = Literal["mutated", "unchanged", "skipped", "denied", "error"]
 
@@ -211,8 +219,12 @@ def decide(
         dict.fromkeys([r for r in resource_of_network.values() if r] + list(attachments))
     )
 
+    move = policy.units_outside_gpu_containers == "move"
     try:
         for resource in resources:
+            if explicit is None:
+                per_gpu = is_per_gpu(resource, balancing, resource_of_network)
+                gather(resource, containers, gpus, per_gpu, move, plan)
             balance(
                 resource,
                 attachments.get(resource, 0),
@@ -229,6 +241,9 @@ def decide(
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
     except TooManyAttachments as error:
         return denied(str(error), 400, "too-many-attachments")
+
+    if plan.surplus and has_volume(pod, PEER_INJECTOR_VOLUME):
+        plan.warnings.append(warning(PEER_INJECTOR_HINT))
 
     if plan.problems and policy.unknown_networks == "deny":
         return denied(plan.problems[0][0], 400, "unknown-network")

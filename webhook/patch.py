@@ -15,7 +15,7 @@ from typing import Literal
 import orjson
 from jsonpointer import JsonPointer
 
-OpName = Literal["add", "replace"]
+OpName = Literal["add", "replace", "remove"]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -28,13 +28,15 @@ def pointer(*parts: str | int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One JSON Patch operation; the webhook only ever adds or replaces."""
+    """One JSON Patch operation: add or replace a value, or remove one (units moved away)."""
 
     op: OpName
     path: str
-    value: object
+    value: object = None
 
     def as_dict(self) -> dict[str, object]:
+        if self.op == "remove":
+            return {"op": self.op, "path": self.path}
         return {"op": self.op, "path": self.path, "value": self.value}
 
 

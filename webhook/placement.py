@@ -31,9 +31,7 @@ def balance(
     """Raise the lower of attachments and units of `resource` to the higher."""
     requested = sum(planned_units(plan, container, resource) for container in containers)
     if requested < attached:
-        per_gpu = any(
-            network.per_gpu for network in networks if resource_of_network[network.name] == resource
-        )
+        per_gpu = is_per_gpu(resource, networks, resource_of_network)
         for container, extra in targets(
             attached - requested, resource, containers, gpus, explicit, per_gpu, plan
         ):
@@ -41,6 +39,7 @@ def balance(
                 planned_units(plan, container, resource) + extra
             )
     elif requested > attached:
+        plan.surplus = True
         source = next(
             (network for network in networks if resource_of_network[network.name] == resource),
             None,
@@ -55,6 +54,59 @@ def balance(
             return
         if usable(source, plan.namespace, nads, plan):
             plan.append(source, f"pod requests {requested} {resource}", requested - attached)
+
+
+def is_per_gpu(
+    resource: str, networks: Sequence[Network], resource_of_network: Mapping[str, str | None]
+) -> bool:
+    """Whether a perGpu network provides `resource` (its units then follow the GPUs)."""
+    return any(
+        network.per_gpu for network in networks if resource_of_network[network.name] == resource
+    )
+
+
+def gather(
+    resource: str,
+    containers: Sequence[Container],
+    gpus: Sequence[int],
+    per_gpu: bool,
+    move: bool,
+    plan: Plan,
+) -> None:
+    """Units of `resource` held by containers without GPUs belong in the GPU containers.
+
+    The device plugin mounts a VF's RDMA device only into the container that requests it, so a
+    unit in a sidecar leaves the GPU container with net1 but no /dev/infiniband (as another
+    injector that fills the first container does). With `move` the units go where `targets`
+    puts missing ones; otherwise the pod is only warned.
+    """
+    if not any(gpus):
+        return
+    stray = [
+        (container, units)
+        for container, count in zip(containers, gpus, strict=True)
+        if not count and (units := planned_units(plan, container, resource))
+    ]
+    if not stray:
+        return
+    total = sum(units for _, units in stray)
+    names = [container.name for container, _ in stray]
+    if not move:
+        shown = ", ".join(repr(name) for name in names)
+        plan.warnings.append(
+            warning(
+                f"{resource}={total} is in {shown}, which has no GPU: "
+                "the GPU containers get no RDMA device"
+            )
+        )
+        return
+    for container, _ in stray:
+        plan.units.setdefault(container.index, {})[resource] = 0
+    for container, extra in targets(total, resource, containers, gpus, None, per_gpu, plan):
+        plan.units.setdefault(container.index, {})[resource] = (
+            planned_units(plan, container, resource) + extra
+        )
+    plan.moves.append((resource, total, names))
 
 
 def planned_units(plan: Plan, container: Container, resource: str) -> int:

@@ -25,9 +25,9 @@ from webhook.pod import Container
 from webhook.policy import Network
 
 WARNING_PREFIX = "gpu-rdma-injector: "
-
+# The API server's advice for warnings: under 120 characters each.
 MAX_WARNING_LENGTH = 119
-
+# The API server keeps at most 4 KiB of warnings per response, about 34 of ours.
 MAX_WARNINGS = 32
 
 
@@ -39,8 +39,12 @@ class Plan:
     entries: list[NetworkRef]
     added: list[NetworkRef] = field(default_factory=list)
     added_reasons: list[str] = field(default_factory=list)
-    # container index -> resource -> the units it must request and limit
+    # container index -> resource -> the units it must request and limit (0: none at all)
     units: dict[int, dict[str, int]] = field(default_factory=dict)
+    # (resource, units, names of the containers they left) for units moved to GPU containers
+    moves: list[tuple[str, int, list[str]]] = field(default_factory=list)
+    # Some resource had more units than attachments (raised by adding attachments, or left).
+    surplus: bool = False
     warnings: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (denial, warning)
 
@@ -94,14 +98,21 @@ def resource_ops(containers: Sequence[Container], plan: Plan) -> list[Op]:
         if not wanted:
             continue
         base = ("spec", "containers", container.index, "resources")
+        kept = {resource: units for resource, units in wanted.items() if units}
         if container.resources is None:
-            section = {resource: str(units) for resource, units in wanted.items()}
-            ops.append(Op("add", pointer(*base), {"limits": section, "requests": dict(section)}))
+            if kept:
+                section = {resource: str(units) for resource, units in kept.items()}
+                ops.append(Op("add", pointer(*base), {"limits": section, "requests": section}))
             continue
         for key, current in (("limits", container.limits), ("requests", container.requests)):
+            ops.extend(
+                Op("remove", pointer(*base, key, resource))
+                for resource, units in wanted.items()
+                if not units and current is not None and resource in current
+            )
             changes = {
                 resource: str(units)
-                for resource, units in wanted.items()
+                for resource, units in kept.items()
                 if current is None
                 or resource not in current
                 or container.units_in(current, resource) != units
@@ -124,8 +135,13 @@ def describe(plan: Plan, containers: Sequence[Container]) -> list[str]:
         times = Counter(entry.display() for entry in plan.added)  # keeps first-seen order
         counted = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in times.items())
         warnings.append(warning(f"added networks {counted} ({'; '.join(plan.added_reasons)})"))
+    for resource, units, sources in plan.moves:
+        names = ", ".join(repr(name) for name in sources)
+        warnings.append(
+            warning(f"moved {resource}={units} from {names} (no GPU) to GPU containers")
+        )
     for container in containers:
-        wanted = plan.units.get(container.index)
+        wanted = {r: units for r, units in plan.units.get(container.index, {}).items() if units}
         if wanted:
             parts = ", ".join(f"{resource}={units}" for resource, units in wanted.items())
             warnings.append(

@@ -152,3 +152,12 @@ def explicit_container(
         f"{CONTAINER_ANNOTATION} names container {quote(name)}, but the pod's containers are "
         f"{names}{more}; set it to one of them"
     )
+
+
+def has_volume(pod: Mapping[str, Any], name: str) -> bool:
+    """Whether the pod declares a volume called `name`."""
+    spec = pod.get("spec")
+    volumes = spec.get("volumes") if isinstance(spec, Mapping) else None
+    return isinstance(volumes, list) and any(
+        isinstance(volume, Mapping) and volume.get("name") == name for volume in volumes
+    )

@@ -121,6 +121,9 @@ class Policy(_Frozen):
         default=DEFAULT_NAMESPACE_NETWORKS_ANNOTATION, alias="namespaceNetworksAnnotation"
     )
     multus_namespace: str = Field(default=DEFAULT_MULTUS_NAMESPACE, alias="multusNamespace")
+    units_outside_gpu_containers: Literal["move", "warn"] = Field(
+        default="move", alias="unitsOutsideGpuContainers"
+    )
 
     @field_validator("gpu_resources")
     @classmethod
