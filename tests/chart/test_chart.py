@@ -1655,7 +1655,8 @@ def test_service_ca_rotation_reaches_the_running_server(
     """The rendered args point into the Secret's directory mount; a renewed service-ca Secret,
     written the way kubelet writes it, is served by the running server's next reload check.
     tls.crt carries the chain as service-ca writes it (serving certificate, then the CA)."""
-    from webhook.certs import ReloadingTLS, generate_ca, generate_serving
+    from webhook.certs import generate_ca, generate_serving
+    from webhook.tls import ReloadingTLS
 
     container = pod_spec_of(rendered("openshift-service-ca"))["containers"][0]
     _, flags = parse_flags(container["args"])

@@ -41,7 +41,9 @@ PIECE_INTERVAL = 0.1  # 20 pieces, 0.1 s apart: each body takes about 2 s to arr
 def _big_review(index: int) -> bytes:
     review = capture("create-gpu-pod-no-annotations.json")
     review["request"]["uid"] = f"in-flight-{index}"
-    review["request"]["object"]["metadata"]["annotations"] = {"example.com/blob": "b" * 1_000_000}
+    # 1 MB in a container's env: a big body whose annotations stay within the API server's limit.
+    container = review["request"]["object"]["spec"]["containers"][0]
+    container["env"] = [{"name": "BLOB", "value": "b" * 1_000_000}]
     return json.dumps(review).encode()
 
 
@@ -117,8 +119,8 @@ def test_sigterm_finishes_in_flight_reviews_and_exits_zero(tmp_path: Path, worke
         assert response["uid"] == f"in-flight-{index}"
         assert decoded_patch(response)[0] == {
             "op": "add",
-            "path": "/metadata/annotations/k8s.v1.cni.cncf.io~1networks",
-            "value": "sriov-rdma-net",
+            "path": "/metadata/annotations",
+            "value": {"k8s.v1.cni.cncf.io/networks": "sriov-rdma-net"},
         }
     assert timings["listener_closed"] is not None, "new connections were still accepted"
     assert timings["listener_closed"] < 1.0, timings
