@@ -23,6 +23,7 @@ from webhook.kube_api import KubeConfigError, key_of, load_kube_api_client
 from webhook.kube_watch import REPLACE, Informer, Key, WatchOptions
 from webhook.metrics import ScrapeValue
 from webhook.nads import RESOURCE_NAME_ANNOTATION, NadFacts, nad_facts_from_object
+from webhook.peers import PeerInjectors
 
 __all__ = [
     "Cluster",
@@ -253,6 +254,8 @@ class KubeNamespaceCache(_InformerGroup[Mapping[str, str]]):
 class Cluster:
     nads: KubeNadCache
     namespaces: KubeNamespaceCache
+    # Not needed to decide, so not waited for; None when not watched.
+    peers: PeerInjectors | None = None
 
     @classmethod
     def connect(
@@ -261,18 +264,23 @@ class Cluster:
         resource_annotations: Sequence[str],
         nad_namespaces: Sequence[str] | None = None,
         options: WatchOptions | None = None,
+        watch_peers: bool = False,
     ) -> Cluster:
         return cls(
             KubeNadCache(api_client, resource_annotations, nad_namespaces, options=options),
             KubeNamespaceCache(api_client, options=options),
+            PeerInjectors(api_client, options=options) if watch_peers else None,
         )
 
     def start(self) -> None:
         self.nads.start()
         self.namespaces.start()
+        if self.peers is not None:
+            self.peers.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        return self.nads.stop(timeout) & self.namespaces.stop(timeout)
+        stopped = self.nads.stop(timeout) & self.namespaces.stop(timeout)
+        return (self.peers.stop(timeout) if self.peers is not None else True) and stopped
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -297,6 +305,8 @@ class Cluster:
         return f"waiting for the first list of {' and '.join(waiting)}{suffix}"
 
     def scrape(self) -> Iterable[ScrapeValue]:
+        if self.peers is not None:
+            yield from self.peers.scrape()
         for cache, what in ((self.nads, "nad"), (self.namespaces, "namespace")):
             yield ScrapeValue(
                 f"gpu_rdma_injector_{what}_cache_size",

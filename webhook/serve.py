@@ -106,7 +106,10 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
         from webhook.cluster import Cluster  # the Kubernetes client: only when it is used
 
         cluster = Cluster.connect(
-            api_client, store.current.resource_name_annotations, settings.nad_namespaces
+            api_client,
+            store.current.resource_name_annotations,
+            settings.nad_namespaces,
+            watch_peers=not settings.no_peer_injector_watch,
         )
         store.restart_only = RESTART_ONLY_FIELDS
         context.nads, context.namespaces = cluster.nads, cluster.namespaces

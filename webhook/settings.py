@@ -90,6 +90,11 @@ class ServeSettings(PolicyOption):
     nad_namespaces: Annotated[tuple[str, ...] | None, NoDecode] = option(
         None, "watch NADs only in these namespaces (default: cluster-wide)", metavar="NS,NS"
     )
+    no_peer_injector_watch: bool = option(
+        False,
+        "do not watch MutatingWebhookConfigurations for network-resources-injector's (the "
+        "watch needs list and watch on them)",
+    )
     self_signed_secret: str | None = option(
         None,
         "self-signed mode: keep the CA and serving certificate in this Secret, write them to "

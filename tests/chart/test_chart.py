@@ -1089,6 +1089,8 @@ def test_rbac_is_least_privilege(combination: str, rendered: Callable[[str], Obj
     assert reads == {
         ("k8s.cni.cncf.io", "network-attachment-definitions"),
         ("", "namespaces"),
+        # to notice network-resources-injector's registration (webhook/peers.py)
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
     }
     if mode == "self-signed":
         assert sorted(writes) == sorted(
@@ -1747,7 +1749,7 @@ def test_configured_name_is_used_everywhere(rendered: Callable[[str], Objects]) 
     (rule,) = [
         rule
         for _, rule in rules_of(objects)
-        if rule["resources"] == ["mutatingwebhookconfigurations"]
+        if rule["resources"] == ["mutatingwebhookconfigurations"] and "update" in rule["verbs"]
     ]
     assert rule["resourceNames"] == ["example.com-gpu-rdma"]
 
