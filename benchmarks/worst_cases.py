@@ -228,7 +228,7 @@ def cases() -> list[Case]:
         ),
         Case(
             "resources",
-            "one container with 3 MiB of distinct extended resources",
+            "one container with 3 MiB of distinct extended resources (past 128 per container)",
             _review(
                 containers=[
                     _container(
@@ -238,7 +238,7 @@ def cases() -> list[Case]:
                 ]
             ),
             policy,
-            "mutated",
+            "denied",
         ),
     ]
 

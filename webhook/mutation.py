@@ -33,7 +33,7 @@ from webhook.networks import (
     parse_default_network,
 )
 from webhook.patch import Op
-from webhook.placement import balance, complete_requests_and_limits, gather, is_per_gpu
+from webhook.placement import Placement
 from webhook.plan import (
     Plan,
     TooManyAttachments,
@@ -46,7 +46,7 @@ from webhook.plan import (
 from webhook.pod import (
     TOTAL_ANNOTATION_BYTES,
     PodShapeError,
-    TooManyContainers,
+    PodTooLarge,
     UnknownContainer,
     annotation_bytes,
     explicit_container,
@@ -109,8 +109,8 @@ def decide(
         containers = read_containers(pod)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
-    except TooManyContainers as error:
-        return denied(str(error), 400, "too-many-containers")
+    except PodTooLarge as error:
+        return denied(str(error), 400, "pod-too-large")
     if MIRROR_ANNOTATION in annotations:
         return skipped("mirror-pod")
     if annotation_bytes(annotations) > TOTAL_ANNOTATION_BYTES:
@@ -163,7 +163,7 @@ def decide(
             )
 
     try:
-        gpus = [gpu_count(container, policy.gpu_resources) for container in containers]
+        gpus = [gpu_count(container, policy) for container in containers]
         explicit = explicit_container(annotations, containers)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
@@ -220,23 +220,11 @@ def decide(
     )
 
     move = policy.units_outside_gpu_containers == "move"
+    placement = Placement(containers, gpus, explicit, balancing, resource_of_network, nads, plan)
     try:
         for resource in resources:
-            if explicit is None:
-                per_gpu = is_per_gpu(resource, balancing, resource_of_network)
-                gather(resource, containers, gpus, per_gpu, move, plan)
-            balance(
-                resource,
-                attachments.get(resource, 0),
-                containers,
-                gpus,
-                explicit,
-                balancing,
-                resource_of_network,
-                nads,
-                plan,
-            )
-        complete_requests_and_limits(resources, containers, plan)
+            placement.settle(resource, attachments.get(resource, 0), move)
+        placement.complete_requests_and_limits(resources)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
     except TooManyAttachments as error:

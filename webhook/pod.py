@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.messages import QUOTE_LIMIT, quote
+from webhook.policy import Policy
 from webhook.quantity import QuantityError, whole_units
 
 CONTAINER_ANNOTATION = "gpu-rdma-injector/container"
@@ -23,14 +24,16 @@ TOTAL_ANNOTATION_BYTES = 256 * 1024
 # Bounds of ours: no real pod comes near them, and each keeps one review cheap. The API server
 # keeps at most 4 KiB of warnings per response, about 34 of ours.
 MAX_CONTAINERS = 128
+# Resources one container may list in its requests or limits (real pods list a handful).
+MAX_RESOURCES = 128
 
 
 class PodShapeError(ValueError):
     """The object is not a pod the API server would send; the message names the field."""
 
 
-class TooManyContainers(ValueError):
-    """More containers than the webhook judges in one review."""
+class PodTooLarge(ValueError):
+    """More containers (or resources in one) than the webhook judges in one review."""
 
 
 class UnknownContainer(ValueError):
@@ -78,7 +81,7 @@ def read_containers(pod: Mapping[str, Any]) -> list[Container]:
     if not isinstance(raw, list) or not raw:
         raise PodShapeError("the pod has no spec.containers list")
     if len(raw) > MAX_CONTAINERS:
-        raise TooManyContainers(
+        raise PodTooLarge(
             f"the pod has {len(raw)} containers; gpu-rdma-injector supports at most "
             f"{MAX_CONTAINERS} per pod"
         )
@@ -97,6 +100,11 @@ def read_containers(pod: Mapping[str, Any]) -> list[Container]:
             if section is not None and not isinstance(section, Mapping):
                 raise PodShapeError(
                     f"container {quote(container['name'])} has {key} that are not a map"
+                )
+            if section is not None and len(section) > MAX_RESOURCES:
+                raise PodTooLarge(
+                    f"container {quote(container['name'])} lists {len(section)} resources in "
+                    f"its {key}; gpu-rdma-injector supports at most {MAX_RESOURCES}"
                 )
             sections.append(section)
         requests, limits = sections
@@ -133,8 +141,24 @@ def annotation_bytes(annotations: Mapping[str, Any]) -> int:
     return total
 
 
-def gpu_count(container: Container, gpu_resources: Sequence[str]) -> int:
-    return sum(container.units(resource) for resource in gpu_resources)
+def gpu_count(container: Container, policy: Policy) -> int:
+    """GPUs the container asks for: every unit of every GPU resource, listed or matched.
+
+    A MIG slice (nvidia.com/mig-1g.10gb, matched by nvidia.com/mig-*) counts as one GPU, as
+    every unit of a matched resource does.
+    """
+    total = sum(container.units(resource) for resource in policy.gpu_exact)
+    patterns = policy.gpu_patterns
+    if patterns is not None:
+        names = {*(container.requests or ()), *(container.limits or ())}
+        total += sum(
+            container.units(name)
+            for name in names
+            if isinstance(name, str)
+            and name not in policy.gpu_exact
+            and patterns.fullmatch(name) is not None
+        )
+    return total
 
 
 def explicit_container(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from webhook.networks import MAX_NAD_NAME, is_dns1123_label, is_interface_name
+from webhook.networks import MAX_NAD_NAME, is_dns1123_label, is_interface_name, is_nad_name
 
 DEFAULT_RESOURCE_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 DEFAULT_NAMESPACE_NETWORKS_ANNOTATION = "gpu-rdma-injector/networks"
@@ -50,6 +50,11 @@ class Network(_Frozen):
     resource_name: str | None = Field(default=None, alias="resourceName")
     interface: str | None = None
     per_gpu: bool = Field(default=False, alias="perGpu")
+    resource_units: Literal["perAttachment", "perContainer"] = Field(
+        default="perAttachment", alias="resourceUnits"
+    )
+    """perAttachment: one unit per attachment (SR-IOV VFs). perContainer: one unit per GPU
+    container however many attachments use it (a shared RDMA device)."""
 
     @field_validator("name")
     @classmethod
@@ -103,6 +108,20 @@ class Network(_Frozen):
         return (self.namespace or pod_namespace, self.nad_name)
 
 
+class PodNetInfo(_Frozen):
+    """A downward-API volume of the pod's annotations and labels in every GPU container."""
+
+    enabled: bool = False
+    mount_path: str = Field(default="/etc/podnetinfo", alias="mountPath")
+
+    @field_validator("mount_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or ":" in value or len(value) > 1024 or "\n" in value:
+            raise ValueError(f"{value!r} is not an absolute path to mount at")
+        return value
+
+
 class Policy(_Frozen):
     """What the webhook does; see docs in README.md ("Policy reference")."""
 
@@ -124,6 +143,9 @@ class Policy(_Frozen):
     units_outside_gpu_containers: Literal["move", "warn"] = Field(
         default="move", alias="unitsOutsideGpuContainers"
     )
+    inject_node_selector: bool = Field(default=False, alias="injectNodeSelector")
+    pod_net_info: PodNetInfo = Field(default_factory=PodNetInfo, alias="podNetInfo")
+    gpu_device_classes: tuple[str, ...] = Field(default=(), alias="gpuDeviceClasses")
 
     @field_validator("gpu_resources")
     @classmethod
@@ -131,10 +153,20 @@ class Policy(_Frozen):
         if not value:
             raise ValueError("must list at least one GPU resource, e.g. nvidia.com/gpu")
         for name in value:
-            if not _RESOURCE_NAME.match(name):
+            # "*" stands for any characters: the pattern must be a resource name with x there.
+            if not _RESOURCE_NAME.match(name.replace("*", "x")):
                 raise ValueError(
-                    f"{name!r} is not an extended resource name such as nvidia.com/gpu"
+                    f"{name!r} is not an extended resource name such as nvidia.com/gpu, or a "
+                    "pattern such as nvidia.com/mig-*"
                 )
+        return value
+
+    @field_validator("gpu_device_classes")
+    @classmethod
+    def _check_device_classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not is_nad_name(name):
+                raise ValueError(f"{name!r} is not a DeviceClass name such as gpu.nvidia.com")
         return value
 
     @field_validator("excluded_namespaces")
@@ -191,12 +223,32 @@ class Policy(_Frozen):
                     f"network {network.name!r} is listed twice; list each network once"
                 )
             seen.add(network.name)
-            if network.resource_name in self.gpu_resources:
+            if network.resource_name and self.is_gpu_resource(network.resource_name):
                 raise ValueError(
                     f"network {network.name!r} uses the GPU resource {network.resource_name!r} "
                     "as its resourceName; name the SR-IOV resource instead"
                 )
         return self
+
+    @cached_property
+    def gpu_exact(self) -> frozenset[str]:
+        """The GPU resources listed by name (not patterns)."""
+        return frozenset(name for name in self.gpu_resources if "*" not in name)
+
+    @cached_property
+    def gpu_patterns(self) -> re.Pattern[str] | None:
+        """One expression for every pattern among gpuResources, or None when there is none."""
+        patterns = [name for name in self.gpu_resources if "*" in name]
+        if not patterns:
+            return None
+        return re.compile("|".join(".*".join(map(re.escape, p.split("*"))) for p in patterns))
+
+    def is_gpu_resource(self, name: str) -> bool:
+        """Whether `name` is a GPU resource: listed, or matching a pattern of gpuResources."""
+        patterns = self.gpu_patterns
+        return name in self.gpu_exact or (
+            patterns is not None and patterns.fullmatch(name) is not None
+        )
 
     @cached_property
     def _allowed_namespaces(self) -> frozenset[str]:

@@ -1,0 +1,155 @@
+"""Every kind of GPU cluster: shared RDMA devices, GPU resources by pattern, node selectors from
+NADs, podnetinfo, and GPUs claimed through Dynamic Resource Allocation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from webhook.mutation import Decision, decide
+from webhook.nads import NadFacts, StaticNads
+from webhook.networks import NETWORKS_ANNOTATION
+from webhook.patch import serialize
+from webhook.policy import PolicyError, parse_policy
+from webhook.quantity import whole_units
+
+SHARED = "rdma/rdma_shared_device_a"
+
+
+def container(name: str, **limits: str) -> dict[str, Any]:
+    resources = {"limits": dict(limits), "requests": dict(limits)} if limits else {}
+    return {"name": name, "image": "x", "resources": resources}
+
+
+def pod(*containers: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "annotations": dict(annotations or {})},
+        "spec": {"containers": list(containers)},
+    }
+
+
+def apply(p: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    assert decision.allowed, decision.message
+    return jsonpatch.apply_patch(p, json.loads(serialize(decision.patch)))
+
+
+def units(p: dict[str, Any], resource: str) -> dict[str, int]:
+    found = {}
+    for c in p["spec"]["containers"]:
+        limits = (c.get("resources") or {}).get("limits") or {}
+        requests = (c.get("resources") or {}).get("requests") or {}
+        assert whole_units(limits.get(resource, 0)) == whole_units(requests.get(resource, 0))
+        if whole_units(limits.get(resource, 0)):
+            found[c["name"]] = whole_units(limits[resource])
+    return found
+
+
+def networks_of(p: dict[str, Any]) -> str:
+    return str(p["metadata"]["annotations"].get(NETWORKS_ANNOTATION, ""))
+
+
+# --- 1. shared RDMA devices: one unit per GPU container ---------------------------------------
+
+SHARED_POLICY = parse_policy(
+    f"""
+networks:
+  - name: rdma-shared-macvlan
+    resourceName: {SHARED}
+    resourceUnits: perContainer
+    perGpu: true
+""",
+    "shared.yaml",
+)
+# NVIDIA network-operator's MacvlanNetwork/IPoIBNetwork NADs carry no resource annotation.
+SHARED_NADS = StaticNads([NadFacts("team-a", "rdma-shared-macvlan", None)], authoritative=True)
+
+
+def test_shared_device_is_one_unit_per_gpu_container_however_many_attachments() -> None:
+    p = pod(container("a", **{"nvidia.com/gpu": "4"}), container("b", **{"nvidia.com/gpu": "4"}))
+    decision = decide(p, "team-a", SHARED_POLICY, SHARED_NADS)
+    mutated = apply(p, decision)
+    assert networks_of(mutated) == ",".join(["rdma-shared-macvlan"] * 8)
+    assert units(mutated, SHARED) == {"a": 1, "b": 1}
+    assert decide(mutated, "team-a", SHARED_POLICY, SHARED_NADS).patch == ()
+
+
+def test_shared_device_never_grows_attachments_from_units() -> None:
+    p = pod(
+        container("a", **{"nvidia.com/gpu": "1", SHARED: "3"}),
+        annotations={NETWORKS_ANNOTATION: "rdma-shared-macvlan"},
+    )
+    decision = decide(p, "team-a", SHARED_POLICY, SHARED_NADS)
+    assert decision.patch == ()
+
+
+def test_a_pod_asking_only_for_the_shared_device_gets_one_attachment() -> None:
+    p = pod(container("worker", **{SHARED: "1"}))
+    mutated = apply(p, decide(p, "team-a", SHARED_POLICY, SHARED_NADS))
+    assert networks_of(mutated) == "rdma-shared-macvlan"
+    assert units(mutated, SHARED) == {"worker": 1}
+
+
+def test_shared_units_stay_in_a_sidecar_that_asks_for_them() -> None:
+    p = pod(container("side", **{SHARED: "1"}), container("gpu", **{"nvidia.com/gpu": "1"}))
+    mutated = apply(p, decide(p, "team-a", SHARED_POLICY, SHARED_NADS))
+    assert units(mutated, SHARED) == {"side": 1, "gpu": 1}
+
+
+# --- 2. GPU resources by pattern ------------------------------------------------------------------
+
+MIG_POLICY = parse_policy(
+    """
+gpuResources: [nvidia.com/gpu, nvidia.com/mig-*, gpu.intel.com/*, amd.com/gpu]
+networks:
+  - {name: pool, resourceName: example.com/vf, perGpu: true}
+""",
+    "mig.yaml",
+)
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({"nvidia.com/mig-1g.10gb": "2"}, 2),
+        ({"nvidia.com/mig-1g.10gb": "1", "nvidia.com/mig-3g.40gb": "1"}, 2),
+        ({"gpu.intel.com/i915": "1"}, 1),
+        ({"amd.com/gpu": "3"}, 3),
+        ({"nvidia.com/migrate": "1"}, 0),
+        ({"example.com/mig-1g": "1"}, 0),
+    ],
+)
+def test_gpu_resources_by_pattern_count_every_unit(
+    resources: dict[str, str], expected: int
+) -> None:
+    p = pod(container("c", **resources))
+    mutated = apply(p, decide(p, "team-a", MIG_POLICY))
+    assert networks_of(mutated) == ",".join(["pool"] * expected)
+    assert units(mutated, "example.com/vf") == ({"c": expected} if expected else {})
+
+
+@pytest.mark.parametrize("bad", ["nvidia.com/*/x", "*", "nvidia.com/mig-*x*/"])
+def test_bad_patterns_are_refused(bad: str) -> None:
+    with pytest.raises(PolicyError, match="not an extended resource name"):
+        parse_policy(f"gpuResources: ['{bad}']", "p.yaml")
+
+
+def test_a_network_may_not_use_a_gpu_resource_by_pattern() -> None:
+    with pytest.raises(PolicyError, match="uses the GPU resource"):
+        parse_policy(
+            "gpuResources: [nvidia.com/mig-*]\n"
+            "networks: [{name: a, resourceName: nvidia.com/mig-1g.10gb}]",
+            "p.yaml",
+        )
+
+
+def test_resources_per_container_are_bounded() -> None:
+    many = {f"example.com/r{i}": "1" for i in range(129)}
+    decision = decide(pod(container("c", **many)), "team-a", MIG_POLICY)
+    assert (decision.allowed, decision.reason) == (False, "pod-too-large")
+    assert "at most 128" in decision.message
+    assert decide(
+        pod(container("c", **dict(list(many.items())[:128]))), "team-a", MIG_POLICY
+    ).allowed
