@@ -55,6 +55,12 @@ from webhook.pod import (
     read_annotations,
     read_containers,
 )
+from webhook.podspec import (
+    SchedulingConflict,
+    node_selector_additions,
+    node_selector_ops,
+    podnetinfo_ops,
+)
 from webhook.policy import Network, Policy
 from webhook.references import check_user_entries, resource_of, usable
 
@@ -230,7 +236,8 @@ def decide(
     except TooManyAttachments as error:
         return denied(str(error), 400, "too-many-attachments")
 
-    if plan.surplus and has_volume(pod, PEER_INJECTOR_VOLUME):
+    podnetinfo = policy.pod_net_info
+    if plan.surplus and not podnetinfo.enabled and has_volume(pod, PEER_INJECTOR_VOLUME):
         plan.warnings.append(warning(PEER_INJECTOR_HINT))
 
     if plan.problems and policy.unknown_networks == "deny":
@@ -238,6 +245,23 @@ def decide(
     plan.warnings[:0] = [warning for _, warning in plan.problems]
 
     ops = annotation_ops(pod, annotations, current, plan) + resource_ops(containers, plan)
+    try:
+        if policy.inject_node_selector:
+            known = [facts for key in keys if (facts := nads.get(*key)) is not None]
+            additions = node_selector_additions(pod, known)
+            ops += node_selector_ops(pod, additions)
+            if additions:
+                shown = ", ".join(f"{key}={value}" for key, value in additions.items())
+                plan.warnings.append(warning(f"set nodeSelector {shown} (where its networks are)"))
+        if podnetinfo.enabled and keys and total_gpus:
+            gpu_containers = [c for c, count in zip(containers, gpus, strict=True) if count]
+            added, said = podnetinfo_ops(pod, pod["spec"]["containers"], gpu_containers, podnetinfo)
+            ops += added
+            plan.warnings += said
+    except SchedulingConflict as error:
+        return denied(str(error), 400, "node-selector-conflict")
+    except PodShapeError as error:
+        return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
     warnings = capped(describe(plan, containers) + plan.warnings)
     if not ops:
         return Decision(True, "unchanged", "nothing-missing", warnings=tuple(warnings))

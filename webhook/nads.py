@@ -11,6 +11,7 @@ live in `webhook.cluster`.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,7 +19,17 @@ from typing import Any, Protocol
 
 import yaml
 
+from webhook.messages import quote
+
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+# Where a NAD says which nodes its network exists on: "key=value" pairs, comma-separated.
+NODE_SELECTOR_ANNOTATION = "k8s.v1.cni.cncf.io/nodeSelector"
+MAX_NODE_SELECTOR_PAIRS = 32
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?" + _LABEL_NAME
+)
+_LABEL_VALUE = re.compile(f"({_LABEL_NAME})?")
 NAD_API_VERSION = "k8s.cni.cncf.io/v1"
 NAD_KIND = "NetworkAttachmentDefinition"
 NAMESPACE_KIND = "Namespace"
@@ -34,6 +45,10 @@ class NadFacts:
     name: str
     resource_name: str | None
     """The device resource the NAD's pods must request; None when it needs none (macvlan, ipoib)."""
+    node_selector: tuple[tuple[str, str], ...] = ()
+    """Node labels the network exists on (its nodeSelector annotation), as (key, value)."""
+    node_selector_problem: str | None = None
+    """Why the nodeSelector annotation could not be read, when it could not."""
 
 
 class NadLookup(Protocol):
@@ -100,11 +115,48 @@ def nad_facts_from_object(
             f"The metadata.annotations of NetworkAttachmentDefinition {namespace}/{name} "
             "must be a mapping of strings to strings."
         )
+    selector: tuple[tuple[str, str], ...] = ()
+    problem = None
+    raw_selector = annotations.get(NODE_SELECTOR_ANNOTATION)
+    if raw_selector is not None:
+        try:
+            selector = parse_node_selector(raw_selector)
+        except ValueError as error:
+            problem = str(error)
     return NadFacts(
         namespace=namespace,
         name=name,
         resource_name=_first_resource_name(annotations, resource_annotations, namespace, name),
+        node_selector=selector,
+        node_selector_problem=problem,
     )
+
+
+def parse_node_selector(value: object) -> tuple[tuple[str, str], ...]:
+    """`key=value[,key=value...]` as (key, value) pairs; ValueError saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f"{NODE_SELECTOR_ANNOTATION} is not a string")
+    parts = value.split(",")
+    if len(parts) > MAX_NODE_SELECTOR_PAIRS:
+        raise ValueError(
+            f"{NODE_SELECTOR_ANNOTATION} has {len(parts)} pairs; at most "
+            f"{MAX_NODE_SELECTOR_PAIRS} are supported"
+        )
+    pairs = []
+    for part in parts:
+        key, equals, label = (text.strip() for text in part.partition("="))
+        if not equals or len(key) > 317 or not _LABEL_KEY.fullmatch(key):
+            raise ValueError(
+                f"{NODE_SELECTOR_ANNOTATION} {quote(value, 120)} is not key=value pairs with "
+                "label keys, separated by commas"
+            )
+        if not _LABEL_VALUE.fullmatch(label):
+            raise ValueError(
+                f"{NODE_SELECTOR_ANNOTATION} gives {quote(key)} the value {quote(label, 80)}, "
+                "which is not a label value (63 characters: letters, digits, '-', '_', '.')"
+            )
+        pairs.append((key, label))
+    return tuple(pairs)
 
 
 def _first_resource_name(

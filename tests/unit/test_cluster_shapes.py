@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 
 from webhook.mutation import Decision, decide
-from webhook.nads import NadFacts, StaticNads
+from webhook.nads import NadFacts, StaticNads, nad_facts_from_object
 from webhook.networks import NETWORKS_ANNOTATION
 from webhook.patch import serialize
 from webhook.policy import PolicyError, parse_policy
@@ -153,3 +153,147 @@ def test_resources_per_container_are_bounded() -> None:
     assert decide(
         pod(container("c", **dict(list(many.items())[:128]))), "team-a", MIG_POLICY
     ).allowed
+
+
+# --- 3. node selectors from the NAD ------------------------------------------------------------
+
+SELECTING = parse_policy(
+    "networks: [{name: rail-1, resourceName: example.com/rail_1}]\ninjectNodeSelector: true",
+    "nodes.yaml",
+)
+
+
+def nads_with(*selectors: tuple[str, str]) -> StaticNads:
+    """rail-1 (policy network) and rail-2, with the given nodeSelector annotations."""
+    facts = []
+    for name, annotation in selectors:
+        facts.append(
+            nad_facts_from_object(
+                {
+                    "metadata": {
+                        "name": name,
+                        "namespace": "team-a",
+                        "annotations": {
+                            "k8s.v1.cni.cncf.io/nodeSelector": annotation,
+                            "k8s.v1.cni.cncf.io/resourceName": "example.com/"
+                            + name.replace("-", "_"),
+                        },
+                    }
+                }
+            )
+        )
+    return StaticNads(facts, authoritative=True)
+
+
+def test_the_nads_node_selector_is_merged_into_the_pod() -> None:
+    nads = nads_with(("rail-1", "kubernetes.io/hostname=node-1"))
+    p = pod(container("c", **{"nvidia.com/gpu": "1"}))
+    decision = decide(p, "team-a", SELECTING, nads)
+    mutated = apply(p, decision)
+    assert mutated["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "node-1"}
+    assert any("set nodeSelector kubernetes.io/hostname=node-1" in w for w in decision.warnings)
+    p["spec"]["nodeSelector"] = {"zone": "a"}
+    assert apply(p, decide(p, "team-a", SELECTING, nads))["spec"]["nodeSelector"] == {
+        "zone": "a",
+        "kubernetes.io/hostname": "node-1",
+    }
+    assert decide(mutated, "team-a", SELECTING, nads).patch == ()
+
+
+def test_a_conflict_with_the_pod_is_refused_naming_both_values() -> None:
+    nads = nads_with(("rail-1", "fabric=ib-a"))
+    p = pod(container("c", **{"nvidia.com/gpu": "1"}))
+    p["spec"]["nodeSelector"] = {"fabric": "ib-b"}
+    decision = decide(p, "team-a", SELECTING, nads)
+    assert (decision.allowed, decision.reason) == (False, "node-selector-conflict")
+    assert "'fabric'='ib-b'" in decision.message
+    assert "'fabric'='ib-a'" in decision.message
+
+
+def test_two_nads_on_different_nodes_are_refused() -> None:
+    nads = nads_with(("rail-1", "fabric=ib-a"), ("rail-2", "fabric=ib-b"))
+    p = pod(container("c", **{"nvidia.com/gpu": "1"}), annotations={NETWORKS_ANNOTATION: "rail-2"})
+    decision = decide(p, "team-a", SELECTING, nads)
+    assert decision.reason == "node-selector-conflict"
+    assert "team-a/rail-1 and team-a/rail-2" in decision.message or (
+        "team-a/rail-2 and team-a/rail-1" in decision.message
+    )
+
+
+def test_a_malformed_node_selector_is_refused_naming_the_nad() -> None:
+    nads = nads_with(("rail-1", "no pairs here"))
+    decision = decide(pod(container("c", **{"nvidia.com/gpu": "1"})), "team-a", SELECTING, nads)
+    assert decision.reason == "node-selector-conflict"
+    assert "team-a/rail-1 has a malformed k8s.v1.cni.cncf.io/nodeSelector" in decision.message
+
+
+def test_node_selectors_are_left_alone_unless_the_policy_says_so() -> None:
+    nads = nads_with(("rail-1", "fabric=ib-a"))
+    policy = parse_policy("networks: [{name: rail-1, resourceName: example.com/rail_1}]", "p")
+    mutated = apply(
+        pod(container("c", **{"nvidia.com/gpu": "1"})),
+        decide(pod(container("c", **{"nvidia.com/gpu": "1"})), "team-a", policy, nads),
+    )
+    assert "nodeSelector" not in mutated["spec"]
+
+
+# --- 4. podnetinfo -------------------------------------------------------------------------------
+
+NETINFO = parse_policy(
+    "networks: [{name: sriov-rdma-net, resourceName: openshift.io/mellanoxnics}]\n"
+    "podNetInfo: {enabled: true, mountPath: /etc/podnetinfo}",
+    "netinfo.yaml",
+)
+
+
+def test_podnetinfo_is_mounted_read_only_into_every_gpu_container() -> None:
+    p = pod(
+        container("side"),
+        container("a", **{"nvidia.com/gpu": "1"}),
+        container("b", **{"nvidia.com/gpu": "1"}),
+    )
+    mutated = apply(p, decide(p, "team-a", NETINFO))
+    (volume,) = mutated["spec"]["volumes"]
+    assert volume["name"] == "podnetinfo"
+    paths = {item["fieldRef"]["fieldPath"] for item in volume["downwardAPI"]["items"]}
+    assert paths == {"metadata.annotations", "metadata.labels"}
+    mounts = {c["name"]: c.get("volumeMounts") for c in mutated["spec"]["containers"]}
+    expected = [{"name": "podnetinfo", "mountPath": "/etc/podnetinfo", "readOnly": True}]
+    assert mounts == {"side": None, "a": expected, "b": expected}
+    assert decide(mutated, "team-a", NETINFO).patch == ()
+
+
+def test_podnetinfo_reuses_an_equal_volume_and_never_duplicates_a_users() -> None:
+    p = pod(container("a", **{"nvidia.com/gpu": "1"}))
+    p["spec"]["volumes"] = [
+        {
+            "name": "podnetinfo",
+            "downwardAPI": {
+                "items": [
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+                ]
+            },
+        }
+    ]
+    mutated = apply(p, decide(p, "team-a", NETINFO))
+    assert len(mutated["spec"]["volumes"]) == 1
+    assert mutated["spec"]["containers"][0]["volumeMounts"][0]["name"] == "podnetinfo"
+
+    p["spec"]["volumes"] = [{"name": "podnetinfo", "emptyDir": {}}]
+    decision = decide(p, "team-a", NETINFO)
+    mutated = apply(p, decision)
+    assert mutated["spec"]["volumes"] == [{"name": "podnetinfo", "emptyDir": {}}]
+    assert "volumeMounts" not in mutated["spec"]["containers"][0]
+    assert any("does not show the pod's annotations" in w for w in decision.warnings)
+
+
+def test_podnetinfo_keeps_out_of_a_taken_mount_path() -> None:
+    p = pod(container("a", **{"nvidia.com/gpu": "1"}))
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "mine", "mountPath": "/etc/podnetinfo"}]
+    p["spec"]["volumes"] = [{"name": "mine", "emptyDir": {}}]
+    decision = decide(p, "team-a", NETINFO)
+    mutated = apply(p, decision)
+    assert mutated["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "mine", "mountPath": "/etc/podnetinfo"}
+    ]
+    assert any("/etc/podnetinfo is taken in container 'a'" in w for w in decision.warnings)
