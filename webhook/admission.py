@@ -16,6 +16,7 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 import orjson
 
+from webhook.claims import NO_CLAIMS, ClaimLookup
 from webhook.mutation import Decision, decide, skipped
 from webhook.nads import NadLookup, NamespaceLookup
 from webhook.patch import serialize
@@ -175,6 +176,7 @@ class Decide(Protocol):
         nads: NadLookup,
         namespaces: NamespaceLookup,
         excluded_namespaces: frozenset[str] = frozenset(),
+        claims: ClaimLookup = NO_CLAIMS,
     ) -> Decision: ...
 
 
@@ -184,6 +186,7 @@ def decide_request(
     nads: NadLookup,
     namespaces: NamespaceLookup,
     excluded_namespaces: frozenset[str] = frozenset(),
+    claims: ClaimLookup = NO_CLAIMS,
 ) -> Decision:
     """The decision for a review: only pod CREATEs are mutated, everything else is allowed as is.
 
@@ -214,7 +217,12 @@ def decide_request(
             code=400,
         )
     return decide(
-        request.object, request.namespace, policy, nads, namespaces.annotations(request.namespace)
+        request.object,
+        request.namespace,
+        policy,
+        nads,
+        namespaces.annotations(request.namespace),
+        claims,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import kubernetes.client
 
+from webhook.claims import CLAIM_GROUP, ClaimFacts, ClaimKind, claim_facts_from_object
 from webhook.kube_api import KubeConfigError, key_of, load_kube_api_client
 from webhook.kube_watch import REPLACE, Informer, Key, WatchOptions
 from webhook.metrics import ScrapeValue
@@ -27,12 +28,14 @@ from webhook.peers import PeerInjectors
 
 __all__ = [
     "Cluster",
+    "KubeClaimCache",
     "KubeConfigError",
     "KubeNadCache",
     "KubeNamespaceCache",
     "load_kube_api_client",
 ]
 
+CLAIM_VERSION = "v1"
 NAD_GROUP = "k8s.cni.cncf.io"
 NAD_VERSION = "v1"
 NAD_PLURAL = "network-attachment-definitions"
@@ -250,12 +253,50 @@ class KubeNamespaceCache(_InformerGroup[Mapping[str, str]]):
         self._informers[0].apply(event_type, obj)
 
 
+class KubeClaimCache(_InformerGroup[ClaimFacts]):
+    """`ClaimLookup` over the cluster's ResourceClaimTemplates and ResourceClaims
+    (resource.k8s.io/v1, cluster-wide), kept current by watches."""
+
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, *, options: WatchOptions | None = None
+    ) -> None:
+        super().__init__()
+        api = kubernetes.client.CustomObjectsApi(api_client)
+        self._by_kind = {
+            kind: Informer(
+                functools.partial(
+                    api.list_cluster_custom_object, CLAIM_GROUP, CLAIM_VERSION, plural
+                ),
+                functools.partial(_claim_facts, kind),
+                name=plural,
+                options=options,
+                on_synced=self._informer_synced,
+            )
+            for kind, plural in (
+                ("ResourceClaimTemplate", "resourceclaimtemplates"),
+                ("ResourceClaim", "resourceclaims"),
+            )
+        }
+        self._set_informers(list(self._by_kind.values()))
+
+    def get(self, kind: ClaimKind, namespace: str, name: str) -> ClaimFacts | None:
+        informer = self._by_kind.get(kind)
+        return informer.get(namespace, name) if informer is not None else None
+
+
+def _claim_facts(kind: str, obj: Mapping[str, Any]) -> ClaimFacts:
+    # The API server's list items carry no kind: it is the resource's.
+    return claim_facts_from_object({**obj, "kind": kind})
+
+
 @dataclass
 class Cluster:
     nads: KubeNadCache
     namespaces: KubeNamespaceCache
     # Not needed to decide, so not waited for; None when not watched.
     peers: PeerInjectors | None = None
+    # Watched when the policy names gpuDeviceClasses (then waited for, as NADs are).
+    claims: KubeClaimCache | None = None
 
     @classmethod
     def connect(
@@ -265,49 +306,61 @@ class Cluster:
         nad_namespaces: Sequence[str] | None = None,
         options: WatchOptions | None = None,
         watch_peers: bool = False,
+        watch_claims: bool = False,
     ) -> Cluster:
         return cls(
             KubeNadCache(api_client, resource_annotations, nad_namespaces, options=options),
             KubeNamespaceCache(api_client, options=options),
             PeerInjectors(api_client, options=options) if watch_peers else None,
+            KubeClaimCache(api_client, options=options) if watch_claims else None,
         )
 
+    def _caches(self) -> list[tuple[str, _InformerGroup[Any]]]:
+        """The caches decisions read (and readiness waits for), with what they hold."""
+        caches: list[tuple[str, _InformerGroup[Any]]] = [
+            ("NetworkAttachmentDefinitions", self.nads),
+            ("namespaces", self.namespaces),
+        ]
+        if self.claims is not None:
+            caches.append(("ResourceClaimTemplates and ResourceClaims", self.claims))
+        return caches
+
     def start(self) -> None:
-        self.nads.start()
-        self.namespaces.start()
+        for _, cache in self._caches():
+            cache.start()
         if self.peers is not None:
             self.peers.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
-        stopped = self.nads.stop(timeout) & self.namespaces.stop(timeout)
+        stopped = all([cache.stop(timeout) for _, cache in self._caches()])  # noqa: C419 every cache stops
         return (self.peers.stop(timeout) if self.peers is not None else True) and stopped
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        return self.nads.synced.wait(timeout) and self.namespaces.synced.wait(
-            max(0.0, deadline - time.monotonic())
+        return all(
+            cache.synced.wait(max(0.0, deadline - time.monotonic())) for _, cache in self._caches()
         )
 
     def not_ready(self) -> str | None:
-        """Why the webhook cannot decide yet, or None once both caches have synced."""
-        waiting = [
-            what
-            for what, cache in (
-                ("NetworkAttachmentDefinitions", self.nads),
-                ("namespaces", self.namespaces),
-            )
-            if not cache.synced.is_set()
-        ]
+        """Why the webhook cannot decide yet, or None once every cache has synced."""
+        caches = self._caches()
+        waiting = [what for what, cache in caches if not cache.synced.is_set()]
         if not waiting:
             return None
-        error = self.nads.last_error or self.namespaces.last_error
+        error = next((cache.last_error for _, cache in caches if cache.last_error), None)
         suffix = f" (last error: {error})" if error else ""
         return f"waiting for the first list of {' and '.join(waiting)}{suffix}"
 
     def scrape(self) -> Iterable[ScrapeValue]:
         if self.peers is not None:
             yield from self.peers.scrape()
-        for cache, what in ((self.nads, "nad"), (self.namespaces, "namespace")):
+        named: list[tuple[_InformerGroup[Any], str]] = [
+            (self.nads, "nad"),
+            (self.namespaces, "namespace"),
+        ]
+        if self.claims is not None:
+            named.append((self.claims, "claim"))
+        for cache, what in named:
             yield ScrapeValue(
                 f"gpu_rdma_injector_{what}_cache_size",
                 f"Objects held in the {what} cache.",

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from webhook.claims import NO_CLAIMS, ClaimedGpus, ClaimLookup, claimed_gpus
 from webhook.messages import quote
 from webhook.nads import NadLookup, StaticNads
 from webhook.networks import (
@@ -108,6 +109,7 @@ def decide(
     policy: Policy,
     nads: NadLookup = NO_NADS,
     namespace_annotations: Mapping[str, str] | None = None,
+    claims: ClaimLookup = NO_CLAIMS,
 ) -> Decision:
     """Decide what `pod`, created in `namespace`, needs. Never raises for bad pods: it denies."""
     try:
@@ -169,7 +171,13 @@ def decide(
             )
 
     try:
-        gpus = [gpu_count(container, policy) for container in containers]
+        claimed = claimed_gpus(
+            pod, namespace, pod["spec"]["containers"], policy.gpu_device_classes, claims
+        )
+        gpus = [
+            gpu_count(container, policy) + claimed.per_container.get(container.index, 0)
+            for container in containers
+        ]
         explicit = explicit_container(annotations, containers)
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
@@ -177,6 +185,7 @@ def decide(
         return denied(str(error), 400, "unknown-container")
 
     plan = Plan(namespace, list(current.entries))
+    _note_claims(claimed, namespace, plan)
     plan.warnings.extend(_respelt_warnings(current))
     # Networks that can make up missing attachments: those chosen for injection, then the
     # policy's own (a namespace annotation chooses what is injected, not what exists).
@@ -266,6 +275,24 @@ def decide(
     if not ops:
         return Decision(True, "unchanged", "nothing-missing", warnings=tuple(warnings))
     return Decision(True, "mutated", "injected", tuple(ops), tuple(warnings))
+
+
+def _note_claims(claimed: ClaimedGpus, namespace: str, plan: Plan) -> None:
+    """Claims that could not be counted: missing ones are problems (deny or warn, as for NADs)."""
+    for kind, name in claimed.missing:
+        problem = (
+            f"the pod's spec.resourceClaims name {kind} {quote(name)}, which does not exist in "
+            f"namespace {quote(namespace)}; create it first or fix the name",
+            warning(f"{kind} {name!r} not found; its GPUs are not counted"),
+        )
+        if problem not in plan.problems:
+            plan.problems.append(problem)
+    for kind, name in claimed.unseen:
+        plan.warnings.append(warning(f"{kind} {name!r} cannot be read here; its GPUs not counted"))
+    for what in claimed.uncountable:
+        plan.warnings.append(
+            warning(f"{what} claims All GPUs of a class: perGpu cannot count them, counted once")
+        )
 
 
 def _outside(subject: str, entry: NetworkRef, pod_namespace: str, default: str) -> Decision:

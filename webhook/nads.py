@@ -19,6 +19,13 @@ from typing import Any, Protocol
 
 import yaml
 
+from webhook.claims import (
+    CLAIM_GROUP,
+    CLAIM_KINDS,
+    ClaimFacts,
+    StaticClaims,
+    claim_facts_from_object,
+)
 from webhook.messages import quote
 
 RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
@@ -247,10 +254,11 @@ NO_NAMESPACES: NamespaceLookup = StaticNamespaces({})
 
 @dataclass(frozen=True, slots=True)
 class FactsFile:
-    """What a file of cluster objects tells the decision: its NADs and its namespaces."""
+    """What a file of cluster objects tells the decision: NADs, namespaces, DRA claims."""
 
     nads: StaticNads
     namespaces: StaticNamespaces
+    claims: StaticClaims
 
 
 def load_nad_file(
@@ -275,8 +283,9 @@ def load_facts_file(
     source: str = "the NAD file",
 ) -> FactsFile:
     """As `load_nad_file`, and Namespace objects too (mixed with NADs, in documents or Lists):
-    their annotations are the namespace annotations the decision reads."""
-    return _load(text, resource_annotations, source, (NAD_KIND, NAMESPACE_KIND))
+    their annotations are the namespace annotations the decision reads; and ResourceClaimTemplates
+    and ResourceClaims, for GPUs claimed through Dynamic Resource Allocation."""
+    return _load(text, resource_annotations, source, (NAD_KIND, NAMESPACE_KIND, *CLAIM_KINDS))
 
 
 def _load(
@@ -288,17 +297,24 @@ def _load(
         raise ValueError(f"{source} is not valid YAML: {exc}") from None
     facts: list[NadFacts] = []
     namespaces: dict[str, Mapping[str, str]] = {}
-    seen: dict[tuple[str, str], str] = {}
+    claims: list[ClaimFacts] = []
+    seen: dict[tuple[str, str, str], str] = {}
     for doc_number, document in enumerate(documents, start=1):
         for where, obj in _objects(document, f"{source}, document {doc_number}", kinds):
+            kind = obj.get("kind", NAD_KIND)
             try:
-                if obj.get("kind", NAD_KIND) == NAMESPACE_KIND:
+                if kind == NAMESPACE_KIND:
                     name, annotations = _namespace_from_object(obj)
-                    key, what = ("", name), f"Namespace {name}"
+                    key, what = (kind, "", name), f"Namespace {name}"
                     namespaces[name] = annotations
+                elif kind in CLAIM_KINDS:
+                    claim = claim_facts_from_object(obj)
+                    key = (kind, claim.namespace, claim.name)
+                    what = f"{kind} {claim.namespace}/{claim.name}"
+                    claims.append(claim)
                 else:
                     fact = nad_facts_from_object(obj, resource_annotations)
-                    key = (fact.namespace, fact.name)
+                    key = (NAD_KIND, fact.namespace, fact.name)
                     what = f"NetworkAttachmentDefinition {fact.namespace}/{fact.name}"
                     facts.append(fact)
             except ValueError as exc:
@@ -309,7 +325,11 @@ def _load(
                     "appear once."
                 )
             seen[key] = where
-    return FactsFile(StaticNads(facts, authoritative=True), StaticNamespaces(namespaces))
+    return FactsFile(
+        StaticNads(facts, authoritative=True),
+        StaticNamespaces(namespaces),
+        StaticClaims(claims, authoritative=True),
+    )
 
 
 def _namespace_from_object(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, str]]:
@@ -374,7 +394,12 @@ def _wrong_kind(where: str, kind: object, kinds: tuple[str, ...]) -> str:
 
 
 def _check_api_version(obj: Mapping[str, Any], where: str) -> None:
-    expected = NAMESPACE_API_VERSION if obj.get("kind") == NAMESPACE_KIND else NAD_API_VERSION
     api_version = obj.get("apiVersion")
+    if obj.get("kind") in CLAIM_KINDS:
+        # v1, v1beta1 and v1beta2 are all read.
+        if api_version is not None and not str(api_version).startswith(f"{CLAIM_GROUP}/"):
+            raise ValueError(f"{where}: expected apiVersion {CLAIM_GROUP}/v1, got {api_version!r}.")
+        return
+    expected = NAMESPACE_API_VERSION if obj.get("kind") == NAMESPACE_KIND else NAD_API_VERSION
     if api_version is not None and api_version != expected:
         raise ValueError(f"{where}: expected apiVersion {expected}, got {api_version!r}.")

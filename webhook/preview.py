@@ -24,6 +24,7 @@ from webhook.admission import (
     decide_request,
     parse_review,
 )
+from webhook.claims import NO_CLAIMS, ClaimLookup
 from webhook.cluster import Cluster, KubeConfigError, load_kube_api_client
 from webhook.mutation import NO_NADS
 from webhook.nads import NO_NAMESPACES, NadLookup, NamespaceLookup, load_facts_file
@@ -40,9 +41,9 @@ def preview(file: str, settings: PreviewSettings) -> int:
     except PolicyError as error:
         raise UsageError(str(error)) from None
     request = _request(file, _read_input(file), settings.namespace)
-    nads, namespaces, cluster = _facts(settings, policy)
+    nads, namespaces, claims, cluster = _facts(settings, policy)
     try:
-        decision = decide_request(request, policy, nads, namespaces)
+        decision = decide_request(request, policy, nads, namespaces, claims=claims)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -111,8 +112,9 @@ def _request(name: str, document: Any, namespace: str | None) -> AdmissionReques
 
 def _facts(
     settings: PreviewSettings, policy: Policy
-) -> tuple[NadLookup, NamespaceLookup, Cluster | None]:
-    """What `mutate` knows of NADs and namespaces: a file of them, a live cluster, or nothing."""
+) -> tuple[NadLookup, NamespaceLookup, ClaimLookup, Cluster | None]:
+    """What `mutate` knows of NADs, namespaces and DRA claims: a file of them, a live cluster,
+    or nothing."""
     if settings.nads:
         try:
             text = settings.nads.read_text(encoding="utf-8")
@@ -123,18 +125,23 @@ def _facts(
             raise UsageError(f"cannot read {str(settings.nads)!r}: {error.strerror}") from None
         except ValueError as error:
             raise UsageError(str(error)) from None
-        return facts.nads, facts.namespaces, None
+        return facts.nads, facts.namespaces, facts.claims, None
     if settings.kubeconfig:
         try:
             api_client = load_kube_api_client(str(settings.kubeconfig))
         except KubeConfigError as error:
             raise UsageError(str(error).rstrip(".")) from None
-        cluster = Cluster.connect(api_client, policy.resource_name_annotations)
+        cluster = Cluster.connect(
+            api_client,
+            policy.resource_name_annotations,
+            watch_claims=bool(policy.gpu_device_classes),
+        )
         cluster.start()
         if not cluster.wait_synced(SYNC_SECONDS):
             cluster.stop()
             raise UsageError(
                 f"could not list NADs and namespaces within {SYNC_SECONDS} s: {cluster.not_ready()}"
             )
-        return cluster.nads, cluster.namespaces, cluster
-    return NO_NADS, NO_NAMESPACES, None
+        claims = cluster.claims if cluster.claims is not None else NO_CLAIMS
+        return cluster.nads, cluster.namespaces, claims, cluster
+    return NO_NADS, NO_NAMESPACES, NO_CLAIMS, None

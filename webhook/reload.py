@@ -73,7 +73,8 @@ class PolicyStore:
                 name = Policy.model_fields[field].alias or field
                 return self._reject(
                     f"policy file {str(self.path)!r}: {name} cannot change while the webhook "
-                    "runs (its NAD cache is keyed by it); restart the webhook to apply it"
+                    "runs (its caches in cluster mode are built from it); restart the webhook "
+                    "to apply it"
                 )
         self.current = policy
         self.last_error = None

@@ -32,7 +32,8 @@ from webhook.tls import ReloadingTLS
 from webhook.workers import listening_socket, run_workers
 
 # The policy fields a running process cannot take over: its NAD cache is keyed by them.
-RESTART_ONLY_FIELDS = ("resource_name_annotations",)
+# Policy fields cluster mode's caches are built from: a reload may not change them.
+RESTART_ONLY_FIELDS = ("resource_name_annotations", "gpu_device_classes")
 GRACEFUL_SHUTDOWN_SECONDS = 25
 
 
@@ -110,9 +111,12 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
             store.current.resource_name_annotations,
             settings.nad_namespaces,
             watch_peers=not settings.no_peer_injector_watch,
+            watch_claims=bool(store.current.gpu_device_classes),
         )
         store.restart_only = RESTART_ONLY_FIELDS
         context.nads, context.namespaces = cluster.nads, cluster.namespaces
+        if cluster.claims is not None:
+            context.claims = cluster.claims
         context.readiness_checks.append(cluster.not_ready)
         context.metrics.add_scrape_values(cluster.scrape)
         background.append(cluster)

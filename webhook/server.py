@@ -34,6 +34,7 @@ from webhook.admission import (
     parse_review,
 )
 from webhook.certs import CertError
+from webhook.claims import NO_CLAIMS, ClaimLookup
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.mutation import NO_NADS, Decision
 from webhook.nads import NO_NAMESPACES, NadLookup, NamespaceLookup
@@ -60,6 +61,7 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     nads: NadLookup = NO_NADS
     namespaces: NamespaceLookup = NO_NAMESPACES
+    claims: ClaimLookup = NO_CLAIMS
     tls: ReloadingTLS | None = None
     # Extra readiness conditions (e.g. caches synced): each returns None when ready, else why not.
     readiness_checks: list[Callable[[], str | None]] = field(default_factory=list)
@@ -173,6 +175,7 @@ class _MutateEndpoint:
                 context.nads,
                 context.namespaces,
                 context.excluded_namespaces,
+                context.claims,
             )
         except Exception:
             answer = context.on_internal_error

@@ -236,5 +236,5 @@ def test_mutate_refuses_other_kinds_in_the_nad_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: '{facts}', document 1: expected kind NetworkAttachmentDefinition or Namespace "
-        "(or a List of them), got 'ConfigMap'."
+        "or ResourceClaimTemplate or ResourceClaim (or a List of them), got 'ConfigMap'."
     )

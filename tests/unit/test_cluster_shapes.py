@@ -9,6 +9,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from webhook.claims import StaticClaims, claim_facts_from_object
 from webhook.mutation import Decision, decide
 from webhook.nads import NadFacts, StaticNads, nad_facts_from_object
 from webhook.networks import NETWORKS_ANNOTATION
@@ -297,3 +298,166 @@ def test_podnetinfo_keeps_out_of_a_taken_mount_path() -> None:
         {"name": "mine", "mountPath": "/etc/podnetinfo"}
     ]
     assert any("/etc/podnetinfo is taken in container 'a'" in w for w in decision.warnings)
+
+
+# --- 5. GPUs through Dynamic Resource Allocation -----------------------------------------------
+
+DRA_POLICY = parse_policy(
+    "networks: [{name: pool, resourceName: example.com/vf, perGpu: true}]\n"
+    "gpuDeviceClasses: [gpu.nvidia.com]",
+    "dra.yaml",
+)
+
+
+def template(name: str, *requests: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+    """A ResourceClaimTemplate as the NVIDIA DRA driver's examples write them."""
+    return {
+        "apiVersion": f"resource.k8s.io/{version}",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"namespace": "team-a", "name": name},
+        "spec": {"spec": {"devices": {"requests": list(requests)}}},
+    }
+
+
+def dra_pod(claims: list[dict[str, Any]], *containers: dict[str, Any]) -> dict[str, Any]:
+    p = pod(*containers)
+    p["spec"]["resourceClaims"] = claims
+    return p
+
+
+def claiming(name: str, *claims: str | dict[str, str]) -> dict[str, Any]:
+    c = container(name)
+    c["resources"] = {
+        "claims": [{"name": claim} if isinstance(claim, str) else claim for claim in claims]
+    }
+    return c
+
+
+def claims_of(*objects: dict[str, Any]) -> StaticClaims:
+    return StaticClaims([claim_facts_from_object(o) for o in objects], authoritative=True)
+
+
+SINGLE = template("single-gpu", {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}})
+FOUR = template(
+    "four-gpus",
+    {"name": "gpus", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 4}},
+)
+
+
+def test_a_container_claiming_a_gpu_is_a_gpu_container() -> None:
+    p = dra_pod(
+        [{"name": "gpu", "resourceClaimTemplateName": "single-gpu"}],
+        container("side"),
+        claiming("ctr", "gpu"),
+    )
+    decision = decide(p, "team-a", DRA_POLICY, claims=claims_of(SINGLE))
+    mutated = apply(p, decision)
+    assert networks_of(mutated) == "pool"
+    assert units(mutated, "example.com/vf") == {"ctr": 1}
+    assert decide(mutated, "team-a", DRA_POLICY, claims=claims_of(SINGLE)).patch == ()
+
+
+def test_the_claims_count_drives_per_gpu() -> None:
+    p = dra_pod(
+        [{"name": "gpus", "resourceClaimTemplateName": "four-gpus"}], claiming("ctr", "gpus")
+    )
+    mutated = apply(p, decide(p, "team-a", DRA_POLICY, claims=claims_of(FOUR)))
+    assert networks_of(mutated) == "pool,pool,pool,pool"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"name": "gpus", "deviceClassName": "gpu.nvidia.com", "count": 2},  # v1beta1
+        {"name": "gpus", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 2}},
+        {
+            "name": "gpus",
+            "firstAvailable": [
+                {"name": "big", "deviceClassName": "gpu.nvidia.com", "count": 2},
+                {"name": "cpu", "deviceClassName": "cpu.example.com"},
+            ],
+        },
+    ],
+    ids=["v1beta1", "v1-exactly", "v1-first-available"],
+)
+def test_both_request_shapes_are_read(request_: dict[str, Any]) -> None:
+    claim = {
+        "apiVersion": "resource.k8s.io/v1beta1",
+        "kind": "ResourceClaim",
+        "metadata": {"namespace": "team-a", "name": "shared-gpus"},
+        "spec": {"devices": {"requests": [request_]}},
+    }
+    p = dra_pod([{"name": "g", "resourceClaimName": "shared-gpus"}], claiming("ctr", "g"))
+    assert networks_of(apply(p, decide(p, "team-a", DRA_POLICY, claims=claims_of(claim)))) == (
+        "pool,pool"
+    )
+
+
+def test_a_container_counts_only_the_request_it_names() -> None:
+    mixed = template(
+        "mixed",
+        {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 2}},
+        {"name": "nic", "exactly": {"deviceClassName": "nic.example.com"}},
+    )
+    p = dra_pod(
+        [{"name": "m", "resourceClaimTemplateName": "mixed"}],
+        claiming("net", {"name": "m", "request": "nic"}),
+        claiming("train", {"name": "m", "request": "gpu"}),
+    )
+    mutated = apply(p, decide(p, "team-a", DRA_POLICY, claims=claims_of(mixed)))
+    assert units(mutated, "example.com/vf") == {"train": 2}
+
+
+def test_all_devices_cannot_be_counted_and_say_so() -> None:
+    every = template(
+        "every-gpu",
+        {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "allocationMode": "All"}},
+    )
+    p = dra_pod([{"name": "g", "resourceClaimTemplateName": "every-gpu"}], claiming("ctr", "g"))
+    decision = decide(p, "team-a", DRA_POLICY, claims=claims_of(every))
+    assert networks_of(apply(p, decision)) == "pool"
+    assert any("claims All GPUs of a class" in w for w in decision.warnings)
+
+
+def test_a_missing_template_is_judged_as_unknown_networks_says() -> None:
+    p = dra_pod([{"name": "g", "resourceClaimTemplateName": "nope"}], claiming("ctr", "g"))
+    decision = decide(p, "team-a", DRA_POLICY, claims=claims_of(SINGLE))
+    assert (decision.allowed, decision.reason) == (False, "unknown-network")
+    assert "ResourceClaimTemplate 'nope', which does not exist in namespace 'team-a'" in (
+        decision.message
+    )
+    warn = parse_policy(
+        "networks: [{name: pool, resourceName: example.com/vf}]\n"
+        "gpuDeviceClasses: [gpu.nvidia.com]\nunknownNetworks: warn",
+        "p",
+    )
+    decision = decide(p, "team-a", warn, claims=claims_of(SINGLE))
+    assert decision.allowed
+    assert any("'nope' not found" in w for w in decision.warnings)
+
+
+def test_without_a_cluster_claims_cannot_be_read_and_the_pod_is_told() -> None:
+    p = dra_pod([{"name": "g", "resourceClaimTemplateName": "single-gpu"}], claiming("ctr", "g"))
+    decision = decide(p, "team-a", DRA_POLICY)
+    assert decision.allowed
+    assert decision.patch == ()
+    assert any("cannot be read here" in w for w in decision.warnings)
+
+
+def test_claims_are_ignored_without_gpu_device_classes() -> None:
+    p = dra_pod([{"name": "g", "resourceClaimTemplateName": "single-gpu"}], claiming("ctr", "g"))
+    policy = parse_policy("networks: [{name: pool, resourceName: example.com/vf}]", "p")
+    assert decide(p, "team-a", policy, claims=claims_of(SINGLE)).patch == ()
+
+
+@pytest.mark.parametrize(
+    ("broken", "fragment"),
+    [
+        ({"name": "g"}, "without a deviceClassName"),
+        ({"name": "g", "exactly": {"deviceClassName": "x", "count": 0}}, "not a positive number"),
+        ({"exactly": {"deviceClassName": "x"}}, "a request without a name"),
+    ],
+)
+def test_malformed_claims_are_refused_in_files(broken: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        claim_facts_from_object(template("t", broken))

@@ -93,7 +93,7 @@ def test_restart_only_fields_are_refused_by_a_reload(tmp_path: Path) -> None:
     assert store.check() == "rejected"
     assert store.last_error == (
         f"policy file '{path}': resourceNameAnnotations cannot change while the webhook runs "
-        "(its NAD cache is keyed by it); restart the webhook to apply it"
+        "(its caches in cluster mode are built from it); restart the webhook to apply it"
     )
     assert store.current.networks[0].name == "a"
     assert store.current.resource_name_annotations == ("k8s.v1.cni.cncf.io/resourceName",)

@@ -66,9 +66,14 @@ def test_the_decision_seam_receives_the_review_and_the_facts() -> None:
     context = AppContext(policy=PolicyStore(default_policy()))
     answer = AppClient(create_app(context, decide=spy)).post("/mutate", content=BODY, headers=JSON)
     assert answer.json()["response"] == {"uid": json.loads(BODY)["request"]["uid"], "allowed": True}
-    ((request, policy, nads, namespaces, _excluded),) = seen
+    ((request, policy, nads, namespaces, _excluded, claims),) = seen
     assert request.namespace == "team-a"
-    assert (policy, nads, namespaces) == (context.policy.current, context.nads, context.namespaces)
+    assert (policy, nads, namespaces, claims) == (
+        context.policy.current,
+        context.nads,
+        context.namespaces,
+        context.claims,
+    )
 
 
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"])
