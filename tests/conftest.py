@@ -36,10 +36,13 @@ def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
     return json.loads(base64.b64decode(response["patch"]))
 
 
-def validate_pod(pod: dict[str, Any]) -> None:
-    """The pod must be valid under the official OpenAPI schema, strictly (no unknown fields)."""
+def validate_pod(pod: dict[str, Any], oldest: str | None = None) -> None:
+    """The pod must be valid under the official OpenAPI schema, strictly (no unknown fields),
+    of every Kubernetes version tested, or of `oldest` and newer (a feature such as DRA's
+    resourceClaimTemplateName exists only since then)."""
     document = {"apiVersion": "v1", "kind": "Pod", **pod}
-    for version in SCHEMA_VERSIONS:
+    versions = SCHEMA_VERSIONS if oldest is None else (oldest, SCHEMA_VERSIONS[-1])
+    for version in versions:
         kubernetes_validate.validate(document, version, strict=True)
 
 

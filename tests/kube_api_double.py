@@ -115,11 +115,19 @@ NETWORK_ATTACHMENT_DEFINITIONS = ResourceType(
     custom=True,
     has_generation=True,
 )
+RESOURCE_CLAIM_TEMPLATES = ResourceType(
+    "resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate", namespaced=True
+)
+RESOURCE_CLAIMS = ResourceType(
+    "resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", namespaced=True
+)
 DEFAULT_RESOURCES = (
     NAMESPACES,
     SECRETS,
     MUTATING_WEBHOOK_CONFIGURATIONS,
     NETWORK_ATTACHMENT_DEFINITIONS,
+    RESOURCE_CLAIM_TEMPLATES,
+    RESOURCE_CLAIMS,
 )
 
 _NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")

@@ -1,7 +1,8 @@
 """Golden AdmissionReview cases, run through the real app.
 
 Each folder under tests/fixtures/admission/ holds `request.json` (an AdmissionReview as the API
-server sends it), optionally `policy.yaml` and `nads.yaml`, and the expected answer:
+server sends it), optionally `policy.yaml`, `nads.yaml` (NADs, and DRA claims), `namespace.yaml`
+and `oldest-kubernetes.txt` (the first version whose Pod schema the case needs), and the answer:
 `response.json` (the exact bytes) and `patch.json` (the decoded patch, for reading). The test
 also applies the patch to the request's pod with `jsonpatch`, validates the result against the
 Kubernetes Pod schema, and re-reviews the mutated pod, which must need nothing more.
@@ -20,7 +21,8 @@ import pytest
 import yaml
 from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json, validate_pod
 
-from webhook.nads import StaticNads, StaticNamespaces, load_nad_file
+from webhook.claims import NO_CLAIMS
+from webhook.nads import StaticNads, StaticNamespaces, load_facts_file
 from webhook.plan import MAX_WARNING_LENGTH
 from webhook.policy import default_policy, load_policy
 from webhook.reload import PolicyStore
@@ -34,11 +36,13 @@ def _client(case: Path) -> AppClient:
     policy_file = case / "policy.yaml"
     policy = load_policy(policy_file) if policy_file.exists() else default_policy()
     nads_file = case / "nads.yaml"
-    nads = (
-        load_nad_file(nads_file.read_text(), policy.resource_name_annotations)
+    facts = (
+        load_facts_file(nads_file.read_text(), policy.resource_name_annotations)
         if nads_file.exists()
-        else StaticNads((), authoritative=False)
+        else None
     )
+    nads = facts.nads if facts else StaticNads((), authoritative=False)
+    claims = facts.claims if facts else NO_CLAIMS
     namespace_file = case / "namespace.yaml"
     namespace = yaml.safe_load(namespace_file.read_text()) if namespace_file.exists() else None
     namespaces = StaticNamespaces(
@@ -46,7 +50,9 @@ def _client(case: Path) -> AppClient:
         if namespace
         else {}
     )
-    context = AppContext(policy=PolicyStore(policy), nads=nads, namespaces=namespaces)
+    context = AppContext(
+        policy=PolicyStore(policy), nads=nads, namespaces=namespaces, claims=claims
+    )
     return AppClient(create_app(context))
 
 
@@ -86,7 +92,8 @@ def test_golden_case(case: Path) -> None:
         return
 
     mutated = apply_patch(request["object"], patch)
-    validate_pod(mutated)
+    oldest = case / "oldest-kubernetes.txt"
+    validate_pod(mutated, oldest.read_text().strip() if oldest.exists() else None)
 
     again = copy.deepcopy(json.loads(body))
     again["request"]["object"] = mutated

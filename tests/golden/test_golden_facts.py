@@ -20,7 +20,7 @@ from conftest import FIXTURES, apply_patch, decoded_patch
 from test_admission_golden import _client, _review
 
 from webhook.networks import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, parse
-from webhook.policy import default_policy, load_policy
+from webhook.policy import Policy, default_policy, load_policy
 from webhook.quantity import whole_units
 
 CASES = sorted(path for path in (FIXTURES / "admission").iterdir() if path.is_dir())
@@ -36,14 +36,14 @@ def attachments(pod: dict[str, Any], namespace: str) -> list[str]:
     return shown
 
 
-def units(pod: dict[str, Any], gpu_resources: tuple[str, ...]) -> dict[str, dict[str, int]]:
+def units(pod: dict[str, Any], policy: Policy) -> dict[str, dict[str, int]]:
     """Units of every device resource per container; requests and limits must agree."""
     found: dict[str, dict[str, int]] = {}
     for container in pod["spec"]["containers"]:
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
         for name in set(limits) | set(requests):
-            if name in NOT_DEVICES or name in gpu_resources or name.startswith("hugepages-"):
+            if name in NOT_DEVICES or policy.is_gpu_resource(name) or name.startswith("hugepages-"):
                 continue
             limit, request = whole_units(limits.get(name, 0)), whole_units(requests.get(name, 0))
             assert limit == request, (container["name"], name, limit, request)
@@ -58,6 +58,8 @@ def resource_of(case: Path, policy_networks: dict[str, str | None]) -> dict[str,
     nads_file = case / "nads.yaml"
     for document in yaml.safe_load_all(nads_file.read_text()) if nads_file.exists() else ():
         for nad in (document or {}).get("items", [document]) if document else ():
+            if nad.get("kind") != "NetworkAttachmentDefinition":
+                continue
             metadata = nad["metadata"]
             named = (metadata.get("annotations") or {}).get("k8s.v1.cni.cncf.io/resourceName")
             key = f"{metadata['namespace']}/{metadata['name']}"
@@ -80,9 +82,16 @@ def test_case_meets_its_hand_written_facts(case: Path) -> None:
     pod = apply_patch(request["object"], decoded_patch(answer))
     namespace = request["namespace"]
     assert attachments(pod, namespace) == expected["attachments"]
+    assert pod["spec"].get("nodeSelector", {}) == expected.get("nodeSelector", {})
+    mounted = [
+        c["name"]
+        for c in pod["spec"]["containers"]
+        if any(m["name"] == "podnetinfo" for m in c.get("volumeMounts", []))
+    ]
+    assert mounted == expected.get("podnetinfo", [])
     policy_file = case / "policy.yaml"
     policy = load_policy(policy_file) if policy_file.exists() else default_policy()
-    found = units(pod, policy.gpu_resources)
+    found = units(pod, policy)
     assert found == expected["units"]
 
     # Both halves equal, for every resource either half names.
@@ -99,4 +108,10 @@ def test_case_meets_its_hand_written_facts(case: Path) -> None:
         if resource:
             attached[resource] = attached.get(resource, 0) + 1
     requested = {name: sum(per_container.values()) for name, per_container in found.items()}
+    # A shared device (resourceUnits: perContainer) is one unit per container, not per attachment.
+    shared = {n.resource_name for n in policy.networks if n.resource_units == "perContainer"}
+    for name in shared & (set(attached) | set(requested)):
+        assert attached.pop(name, 0) >= 1
+        assert set(found.pop(name).values()) == {1}
+        requested.pop(name)
     assert attached == requested

@@ -27,8 +27,9 @@ import jsonpatch
 import pytest
 import yaml
 
+from webhook.claims import NO_CLAIMS
 from webhook.mutation import Decision, decide
-from webhook.nads import StaticNads, load_nad_file
+from webhook.nads import StaticNads, load_facts_file
 from webhook.networks import (
     DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
@@ -112,11 +113,13 @@ class Case:
         policy_file = folder / "policy.yaml"
         self.policy: Policy = load_policy(policy_file) if policy_file.exists() else default_policy()
         nads_file = folder / "nads.yaml"
-        self.nads = (
-            load_nad_file(nads_file.read_text(), self.policy.resource_name_annotations)
+        facts = (
+            load_facts_file(nads_file.read_text(), self.policy.resource_name_annotations)
             if nads_file.exists()
-            else StaticNads((), authoritative=False)
+            else None
         )
+        self.nads = facts.nads if facts else StaticNads((), authoritative=False)
+        self.claims = facts.claims if facts else NO_CLAIMS
         namespace_file = folder / "namespace.yaml"
         document = yaml.safe_load(namespace_file.read_text()) if namespace_file.exists() else None
         self.namespace_annotations = (document or {}).get("metadata", {}).get("annotations")
@@ -129,7 +132,9 @@ class Case:
             self.needs[(facts.namespace, facts.name)] = facts.resource_name
 
     def ours(self, pod: dict[str, Any]) -> Decision:
-        return decide(pod, self.namespace, self.policy, self.nads, self.namespace_annotations)
+        return decide(
+            pod, self.namespace, self.policy, self.nads, self.namespace_annotations, self.claims
+        )
 
 
 def _cases() -> list[Case]:
@@ -203,16 +208,21 @@ def test_stored_pod_has_the_devices_its_attachments_need(
         c["name"]
         for c in pod["spec"]["containers"]
         if any(
-            whole_units(((c.get("resources") or {}).get(section) or {}).get(gpu, 0))
-            for gpu in case.policy.gpu_resources
+            case.policy.is_gpu_resource(name) and whole_units(amount)
             for section in ("limits", "requests")
+            for name, amount in (((c.get("resources") or {}).get(section)) or {}).items()
         )
     }
+    shared = {n.resource_name for n in case.policy.networks if n.resource_units == "perContainer"}
     explicit = annotations.get(CONTAINER_ANNOTATION)
     opted_out = annotations.get("gpu-rdma-injector/inject") == "false"
     problems = []
     for resource in set(attachments) | {r for r in case.needs.values() if r}:
         units = device_units(pod, resource)
+        if resource in shared:  # one unit per GPU container, whatever the attachments
+            if attachments.get(resource) and set(units) < gpu_containers:
+                problems.append(f"{resource}: a GPU container lacks its unit")
+            continue
         if sum(units.values()) != attachments.get(resource, 0):
             counted = f"{sum(units.values())} units for {attachments.get(resource, 0)} attachments"
             problems.append(f"{resource}: {counted}")
