@@ -16,6 +16,7 @@ import jsonpatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from webhook.claims import StaticClaims, claim_facts_from_object
 from webhook.mutation import Decision, decide
 from webhook.nads import NadFacts, StaticNads
 from webhook.networks import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, parse
@@ -24,7 +25,8 @@ from webhook.policy import Policy, parse_policy
 from webhook.quantity import whole_units
 
 NAMESPACE = "team-a"
-VF, RAIL = "openshift.io/mellanoxnics", "example.com/rail"
+VF, RAIL, SHARED = "openshift.io/mellanoxnics", "example.com/rail", "rdma/shared"
+MIG = "nvidia.com/mig-1g.10gb"
 NS_NETWORKS = "gpu-rdma-injector/networks"
 UNIVERSE = [
     NadFacts("team-a", "sriov-rdma-net", VF),
@@ -35,6 +37,10 @@ UNIVERSE = [
     NadFacts("gpu-infra", "other", VF),
     NadFacts("kube-system", "default-sriov", VF),
     NadFacts("other", "sriov-rdma-net", VF),
+    NadFacts("team-a", "shared-macvlan", None),
+    # Networks that exist on some nodes only (their nodeSelector annotation).
+    NadFacts("team-a", "rail", RAIL, (("fabric", "a"),)),
+    NadFacts("gpu-infra", "rail", RAIL, (("fabric", "b"),)),
 ]
 REFERENCES = [
     "sriov-rdma-net",
@@ -47,6 +53,7 @@ REFERENCES = [
     "kube-system/default-sriov",
     "other/sriov-rdma-net",
     "team-a/rail",
+    "shared-macvlan",
 ]
 POLICIES = [
     parse_policy(text, "policy.yaml")
@@ -59,15 +66,51 @@ POLICIES = [
         "networks:\n  - {name: sriov-rdma-net, resourceName: openshift.io/mellanoxnics}\n"
         "  - {name: rail, resourceName: example.com/rail, interface: net9}\n"
         "allowedNadNamespaces: [gpu-infra, shared]\nunknownNetworks: warn",
+        # The other shapes of GPU cluster: a shared device, MIG by pattern, DRA, node selectors
+        # and podnetinfo.
+        "gpuResources: [nvidia.com/gpu, nvidia.com/mig-*]\n"
+        "networks:\n  - {name: shared-macvlan, resourceName: rdma/shared, "
+        "resourceUnits: perContainer, perGpu: true}\n"
+        "  - {name: sriov-rdma-net, resourceName: openshift.io/mellanoxnics}\n"
+        "gpuDeviceClasses: [gpu.nvidia.com]\npodNetInfo: {enabled: true}\n"
+        "injectNodeSelector: true\nallowedNadNamespaces: [gpu-infra]\nunknownNetworks: warn",
     )
 ]
+CLAIMS = StaticClaims(
+    [
+        claim_facts_from_object(
+            {
+                "kind": "ResourceClaimTemplate",
+                "metadata": {"namespace": "team-a", "name": f"gpus-{count}"},
+                "spec": {
+                    "spec": {
+                        "devices": {
+                            "requests": [
+                                {
+                                    "name": "gpu",
+                                    "exactly": {
+                                        "deviceClassName": "gpu.nvidia.com",
+                                        "count": count,
+                                    },
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+        for count in (1, 2)
+    ],
+    authoritative=True,
+)
 
 
 @st.composite
 def nad_lookups(draw: st.DrawFn) -> StaticNads:
     if not draw(st.integers(0, 4)):
         return StaticNads((), authoritative=False)
-    return StaticNads(draw(st.lists(st.sampled_from(UNIVERSE), unique=True)), authoritative=True)
+    facts = st.lists(st.sampled_from(UNIVERSE), unique_by=lambda f: (f.namespace, f.name))
+    return StaticNads(draw(facts), authoritative=True)
 
 
 def render(references: list[str], form: str) -> str:
@@ -88,9 +131,13 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     containers = []
     for index in range(draw(st.integers(1, 3))):
         limits: dict[str, str] = {}
-        for resource in draw(st.lists(st.sampled_from(["nvidia.com/gpu", VF, RAIL]), max_size=3)):
+        for resource in draw(
+            st.lists(st.sampled_from(["nvidia.com/gpu", MIG, VF, RAIL, SHARED]), max_size=3)
+        ):
             limits[resource] = str(draw(st.integers(0, 4)))
-        resources = {"limits": limits, "requests": dict(limits)} if limits else {}
+        resources: dict[str, Any] = {"limits": limits, "requests": dict(limits)} if limits else {}
+        if not draw(st.integers(0, 5)):
+            resources["claims"] = [{"name": draw(st.sampled_from(["g1", "g2", "gone"]))}]
         containers.append({"name": f"c{index}", "image": "x", "resources": resources})
     annotations: dict[str, str] = {}
     references = draw(st.lists(st.sampled_from(REFERENCES), max_size=3))
@@ -150,12 +197,12 @@ PROPERTIES = settings(max_examples=600, deadline=None, suppress_health_check=[He
 def test_admitted_pods_stay_admitted_and_inside_the_boundary(
     pod: dict[str, Any], policy: Policy, nads: StaticNads, ns_annotations: dict[str, str] | None
 ) -> None:
-    first = decide(pod, NAMESPACE, policy, nads, ns_annotations)
+    first = decide(pod, NAMESPACE, policy, nads, ns_annotations, CLAIMS)
     if not first.allowed:
         assert first.message
         return
     mutated = apply(pod, first)
-    second = decide(mutated, NAMESPACE, policy, nads, ns_annotations)
+    second = decide(mutated, NAMESPACE, policy, nads, ns_annotations, CLAIMS)
     assert second.allowed, second.message
     assert second.patch == ()
     assert all(inside(policy, reference) for reference in attachments(mutated, policy))
@@ -168,7 +215,7 @@ def test_admitted_pods_stay_admitted_and_inside_the_boundary(
 def test_both_halves_are_equal_for_every_resource_a_policy_network_provides(
     pod: dict[str, Any], policy: Policy, nads: StaticNads, ns_annotations: dict[str, str] | None
 ) -> None:
-    first = decide(pod, NAMESPACE, policy, nads, ns_annotations)
+    first = decide(pod, NAMESPACE, policy, nads, ns_annotations, CLAIMS)
     opted_out = pod["metadata"]["annotations"].get("gpu-rdma-injector/inject") == "false"
     if not first.allowed or opted_out or any("not found" in w for w in first.warnings):
         return
@@ -186,7 +233,10 @@ def test_both_halves_are_equal_for_every_resource_a_policy_network_provides(
     for reference in attachments(mutated, policy):
         if (name := resource(reference)) is not None:
             attached[name] = attached.get(name, 0) + 1
+    shared = {n.resource_name for n in policy.networks if n.resource_units == "perContainer"}
     for name in {network.resource_name for network in policy.networks if network.resource_name}:
+        if name in shared:
+            continue  # one unit per GPU container: tests/unit/test_cluster_shapes.py
         units = 0
         for container in mutated["spec"]["containers"]:
             section = container.get("resources") or {}
