@@ -17,6 +17,7 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict
 import orjson
 
 from webhook.claims import NO_CLAIMS, ClaimLookup
+from webhook.messages import quote
 from webhook.mutation import Decision, decide, skipped
 from webhook.nads import NadLookup, NamespaceLookup
 from webhook.patch import serialize
@@ -131,7 +132,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if review.get("kind") != "AdmissionReview" or review.get("apiVersion") != API_VERSION:
         raise ReviewError(
             f"request body must be an AdmissionReview {API_VERSION}, got kind "
-            f"{review.get('kind')!r} apiVersion {review.get('apiVersion')!r}; register the "
+            f"{quote(review.get('kind'), 80)} apiVersion {quote(review.get('apiVersion'), 80)}; "
+            "register the "
             'webhook with admissionReviewVersions: ["v1"]'
         )
     request = review.get("request")

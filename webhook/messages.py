@@ -12,11 +12,14 @@ KEY_LIMIT = 64
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """`repr` of the value's text, cut to `limit` characters with a count of what was left out."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text) - limit} more characters)"
+    """A string quoted (`repr`), anything else as its `repr`, cut to `limit` characters with a
+    count of what was left out."""
+    if not isinstance(value, str):
+        shown = repr(value)
+        return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown) - limit} more)"
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value) - limit} more characters)"
 
 
 def quote_key(key: str) -> str:

@@ -222,10 +222,9 @@ def decide(
         return resource_of(nads, key, by_reference.get(key), plan)
 
     attachments: dict[str, int] = {}
-    keys = [entry.resolved(namespace) for entry in plan.entries]
-    if default_network is not None:
-        # The NAD that replaces eth0 takes a device of its resource like any attachment.
-        keys.append(default_network.resolved(policy.multus_namespace))
+    # The NAD that replaces eth0 takes a device of its resource like any attachment.
+    replaced = [default_network.resolved(policy.multus_namespace)] if default_network else []
+    keys = [entry.resolved(namespace) for entry in plan.entries] + replaced
     for key in keys:
         resource = needed_by(key)
         if resource is not None:
@@ -254,6 +253,8 @@ def decide(
     plan.warnings[:0] = [warning for _, warning in plan.problems]
 
     ops = annotation_ops(pod, annotations, current, plan) + resource_ops(containers, plan)
+    # Every attachment the pod ends with, those balancing appended included.
+    keys = [entry.resolved(namespace) for entry in plan.entries] + replaced
     try:
         if policy.inject_node_selector:
             known = [facts for key in keys if (facts := nads.get(*key)) is not None]
