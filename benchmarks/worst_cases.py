@@ -29,6 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from webhook.admission import build_response, decide_request, parse_review
+from webhook.claims import (
+    MAX_ALTERNATIVES,
+    MAX_POD_CLAIMS,
+    MAX_REQUESTS,
+    NO_CLAIMS,
+    ClaimLookup,
+    StaticClaims,
+    claim_facts_from_object,
+)
 from webhook.nads import NO_NAMESPACES, StaticNads
 from webhook.networks import (
     DEFAULT_NETWORK_ANNOTATION,
@@ -39,7 +48,7 @@ from webhook.networks import (
     MAX_LIST_ITEMS,
     NETWORKS_ANNOTATION,
 )
-from webhook.pod import MAX_CONTAINERS, TOTAL_ANNOTATION_BYTES
+from webhook.pod import MAX_CONTAINERS, MAX_RESOURCES, TOTAL_ANNOTATION_BYTES
 from webhook.policy import Policy, default_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +58,16 @@ MAX_BODY = 3 * 1024 * 1024
 # Room the rest of the pod and the key take, so an annotation value stays under 256 KiB.
 ANNOTATION_ROOM = TOTAL_ANNOTATION_BYTES - len(NETWORKS_ANNOTATION) - 64
 TARGET_MS = 20.0
+DRA = parse_policy(
+    "networks: [{name: pool, resourceName: example.com/vf, perGpu: true}]\n"
+    "gpuDeviceClasses: [gpu.nvidia.com]",
+    "dra",
+)
+MIG = parse_policy(
+    "gpuResources: [nvidia.com/gpu, nvidia.com/mig-*]\n"
+    "networks: [{name: pool, resourceName: example.com/vf, perGpu: true}]",
+    "mig",
+)
 PER_GPU = parse_policy(
     "networks: [{name: pool, resourceName: example.com/vf, perGpu: true}]", "per-gpu"
 )
@@ -61,6 +80,7 @@ class Case:
     body: bytes
     policy: Policy
     expect: str  # the outcome the case must produce ("mutated", "denied", ...)
+    claims: ClaimLookup = NO_CLAIMS
 
 
 def _review(
@@ -99,6 +119,70 @@ def _entries(entry: dict[str, Any], room: int = ANNOTATION_ROOM) -> str:
     text = json.dumps(entry, separators=(",", ":"))
     count = min(MAX_ATTACHMENTS - 1, room // (len(text) + 1))
     return "[" + ",".join([text] * count) + "]"
+
+
+def _dra_case() -> Case:
+    """128 containers, each claiming 32 templates of 32 requests of 8 alternatives each."""
+    templates = [
+        claim_facts_from_object(
+            {
+                "kind": "ResourceClaimTemplate",
+                "metadata": {"namespace": "team-a", "name": f"t{index}"},
+                "spec": {
+                    "spec": {
+                        "devices": {
+                            "requests": [
+                                {
+                                    "name": f"r{request}",
+                                    "firstAvailable": [
+                                        {
+                                            "name": f"a{alt}",
+                                            "deviceClassName": f"c{alt}.example.com",
+                                        }
+                                        for alt in range(MAX_ALTERNATIVES - 1)
+                                    ]
+                                    + [{"name": "gpu", "deviceClassName": "gpu.nvidia.com"}],
+                                }
+                                for request in range(MAX_REQUESTS)
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+        for index in range(MAX_POD_CLAIMS)
+    ]
+    refs = [{"name": f"c{index}"} for index in range(MAX_POD_CLAIMS)]
+    containers = [
+        {"name": f"c{index}", "image": "x", "resources": {"claims": refs}}
+        for index in range(MAX_CONTAINERS)
+    ]
+    body = json.loads(_review(containers=containers))
+    body["request"]["object"]["spec"]["resourceClaims"] = [
+        {"name": f"c{index}", "resourceClaimTemplateName": f"t{index}"}
+        for index in range(MAX_POD_CLAIMS)
+    ]
+    return Case(
+        "dra-claims",
+        f"{MAX_CONTAINERS} containers each claiming {MAX_POD_CLAIMS} templates of "
+        f"{MAX_REQUESTS} requests of {MAX_ALTERNATIVES} alternatives (Kubernetes' own limits)",
+        json.dumps(body, separators=(",", ":")).encode(),
+        DRA,
+        "denied",
+        StaticClaims(templates, authoritative=True),
+    )
+
+
+def _patterns_case() -> Case:
+    resources = {f"nvidia.com/mig-{index}g.{index}0gb": "1" for index in range(MAX_RESOURCES)}
+    return Case(
+        "gpu-patterns",
+        f"{MAX_CONTAINERS} containers of {MAX_RESOURCES} resources each, matched against GPU "
+        "patterns (perGpu, so past 256 attachments)",
+        _review(containers=[_container(index, resources) for index in range(MAX_CONTAINERS)]),
+        MIG,
+        "denied",
+    )
 
 
 def cases() -> list[Case]:
@@ -228,7 +312,7 @@ def cases() -> list[Case]:
         ),
         Case(
             "resources",
-            "one container with 3 MiB of distinct extended resources (past 128 per container)",
+            "one container with 3 MiB of distinct extended resources (past 32 per container)",
             _review(
                 containers=[
                     _container(
@@ -240,6 +324,8 @@ def cases() -> list[Case]:
             policy,
             "denied",
         ),
+        _dra_case(),
+        _patterns_case(),
     ]
 
 
@@ -259,7 +345,7 @@ def _time(case: Case, repeat: int) -> Timing:
         started = time.thread_time()
         request = parse_review(case.body)
         parsed = time.thread_time()
-        decision = decide_request(request, case.policy, nads, NO_NAMESPACES)
+        decision = decide_request(request, case.policy, nads, NO_NAMESPACES, claims=case.claims)
         response = build_response(request.uid, decision)
         done = time.thread_time()
         timing.parse_ms.append((parsed - started) * 1000)

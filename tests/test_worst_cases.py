@@ -23,7 +23,7 @@ def test_worst_input_gets_its_outcome(case: Case) -> None:
     assert len(case.body) <= MAX_BODY
     request = parse_review(case.body)
     nads = StaticNads((), authoritative=False)
-    decision = decide_request(request, case.policy, nads, NO_NAMESPACES)
+    decision = decide_request(request, case.policy, nads, NO_NAMESPACES, claims=case.claims)
     assert decision.outcome == case.expect, decision.message
     answer = json.loads(build_response(request.uid, decision))["response"]
     assert answer["uid"] == request.uid

@@ -158,6 +158,7 @@ def claimed_gpus(
         for entry in pod_claims[:MAX_POD_CLAIMS]
         if isinstance(entry, Mapping) and isinstance(entry.get("name"), str)
     }
+    counted: dict[tuple[ClaimKind, str], _Counted | None] = {}
     for index, container in enumerate(containers):
         resources = container.get("resources")
         refs = resources.get("claims") if isinstance(resources, Mapping) else None
@@ -167,28 +168,56 @@ def claimed_gpus(
             source = sources[ref["name"]]
             if source is None:
                 continue
-            kind, name = source
-            facts = claims.get(kind, namespace, name)
-            if facts is None:
-                (found.missing if claims.authoritative else found.unseen).append(source)
+            if source not in counted:
+                counted[source] = _gpu_requests(claims, namespace, source, device_classes, found)
+            gpus = counted[source]
+            if gpus is None:
                 continue
             wanted = ref.get("request")
-            for request, choices in facts.requests:
-                if (
-                    wanted is not None
-                    and request != wanted
-                    and not str(wanted).startswith(f"{request}/")
-                ):
-                    continue
-                gpu = next((c for c in choices if c.device_class in device_classes), None)
-                if gpu is None:
-                    continue
-                if gpu.all:
-                    found.uncountable.append(f"{kind} {name}")
-                found.per_container[index] = found.per_container.get(index, 0) + (
-                    1 if gpu.all else gpu.count
-                )
+            if isinstance(wanted, str):
+                # A container may name a request, or a firstAvailable alternative of one.
+                count, uncountable = gpus.by_request.get(wanted.split("/", 1)[0], (0, False))
+            else:
+                count, uncountable = gpus.total, gpus.uncountable
+            if uncountable:
+                found.uncountable.append(f"{source[0]} {source[1]}")
+            if count:
+                found.per_container[index] = found.per_container.get(index, 0) + count
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """GPUs a template or claim requests: per request name (count, All?), and in all."""
+
+    by_request: dict[str, tuple[int, bool]]
+    total: int
+    uncountable: bool
+
+
+def _gpu_requests(
+    claims: ClaimLookup,
+    namespace: str,
+    source: tuple[ClaimKind, str],
+    device_classes: Sequence[str],
+    found: ClaimedGpus,
+) -> _Counted | None:
+    """The GPUs of a template or claim (each request's first GPU choice; All counts once), or
+    None when it cannot be found (noted in `found`)."""
+    facts = claims.get(source[0], namespace, source[1])
+    if facts is None:
+        (found.missing if claims.authoritative else found.unseen).append(source)
+        return None
+    by_request = {}
+    for request, choices in facts.requests:
+        gpu = next((c for c in choices if c.device_class in device_classes), None)
+        if gpu is not None:
+            by_request[request] = (1 if gpu.all else gpu.count, gpu.all)
+    return _Counted(
+        by_request,
+        sum(count for count, _ in by_request.values()),
+        any(every for _, every in by_request.values()),
+    )
 
 
 def _source(entry: Mapping[str, Any]) -> tuple[ClaimKind, str] | None:

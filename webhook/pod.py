@@ -24,8 +24,9 @@ TOTAL_ANNOTATION_BYTES = 256 * 1024
 # Bounds of ours: no real pod comes near them, and each keeps one review cheap. The API server
 # keeps at most 4 KiB of warnings per response, about 34 of ours.
 MAX_CONTAINERS = 128
-# Resources one container may list in its requests or limits (real pods list a handful).
-MAX_RESOURCES = 128
+# Resources one container may list in its requests or limits (real pods list a handful: cpu,
+# memory, hugepages, a GPU, a device or two).
+MAX_RESOURCES = 32
 
 
 class PodShapeError(ValueError):

@@ -14,6 +14,7 @@ from webhook.mutation import Decision, decide
 from webhook.nads import NadFacts, StaticNads, nad_facts_from_object
 from webhook.networks import NETWORKS_ANNOTATION
 from webhook.patch import serialize
+from webhook.pod import MAX_RESOURCES
 from webhook.policy import PolicyError, parse_policy
 from webhook.quantity import whole_units
 
@@ -147,13 +148,12 @@ def test_a_network_may_not_use_a_gpu_resource_by_pattern() -> None:
 
 
 def test_resources_per_container_are_bounded() -> None:
-    many = {f"example.com/r{i}": "1" for i in range(129)}
+    many = {f"example.com/r{i}": "1" for i in range(MAX_RESOURCES + 1)}
     decision = decide(pod(container("c", **many)), "team-a", MIG_POLICY)
     assert (decision.allowed, decision.reason) == (False, "pod-too-large")
-    assert "at most 128" in decision.message
-    assert decide(
-        pod(container("c", **dict(list(many.items())[:128]))), "team-a", MIG_POLICY
-    ).allowed
+    assert f"at most {MAX_RESOURCES}" in decision.message
+    at_bound = dict(list(many.items())[:MAX_RESOURCES])
+    assert decide(pod(container("c", **at_bound)), "team-a", MIG_POLICY).allowed
 
 
 # --- 3. node selectors from the NAD ------------------------------------------------------------
