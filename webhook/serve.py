@@ -31,7 +31,6 @@ from webhook.settings import ServeSettings, UsageError
 from webhook.tls import ReloadingTLS
 from webhook.workers import listening_socket, run_workers
 
-# The policy fields a running process cannot take over: its NAD cache is keyed by them.
 # Policy fields cluster mode's caches are built from: a reload may not change them.
 RESTART_ONLY_FIELDS = ("resource_name_annotations", "gpu_device_classes")
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -218,7 +217,14 @@ def _serving_files(settings: ServeSettings, api_client: Any) -> ServingFiles:
         return ServingFiles(ready.cert_file, ready.key_file, client_ca)
     if settings.tls_cert_file and settings.tls_key_file:
         return ServingFiles(settings.tls_cert_file, settings.tls_key_file, client_ca)
-    paths, made = ensure_dev_certs(settings.dev_cert_dir)
+    try:
+        paths, made = ensure_dev_certs(settings.dev_cert_dir)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write development certificates to {str(settings.dev_cert_dir)!r} "
+            f"({error.strerror or error}); pass --dev-cert-dir on a writable path, or "
+            "--tls-cert-file and --tls-key-file"
+        ) from None
     sys.stderr.write(
         f"{'generated' if made else 'using'} development certificates in "
         f"{paths.cert.parent.resolve()}; the CA is {paths.ca_cert.resolve()} "

@@ -238,3 +238,65 @@ def test_mutate_refuses_other_kinds_in_the_nad_file(tmp_path: Path) -> None:
         f"error: '{facts}', document 1: expected kind NetworkAttachmentDefinition or Namespace "
         "or ResourceClaimTemplate or ResourceClaim (or a List of them), got 'ConfigMap'."
     )
+
+
+def test_unwritable_dev_certificate_directory_is_one_sentence(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    result = run("serve", "--no-kube", "--port", "1", "--dev-cert-dir", str(blocked / "certs"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: cannot write development certificates to '{blocked}")
+    assert "pass --dev-cert-dir on a writable path" in result.stderr
+
+
+def test_mutate_counts_gpus_claimed_through_dra_from_the_nad_file(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "networks: [{name: pool, resourceName: example.com/vf, perGpu: true}]\n"
+        "gpuDeviceClasses: [gpu.nvidia.com]\n"
+    )
+    facts = tmp_path / "cluster.yaml"
+    facts.write_text(
+        """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {namespace: team-a, name: two-gpus}
+spec:
+  spec:
+    devices:
+      requests:
+        - name: gpus
+          exactly: {deviceClassName: gpu.nvidia.com, count: 2}
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {namespace: team-a, name: pool}
+"""
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "trainer", "namespace": "team-a"},
+        "spec": {
+            "containers": [
+                {"name": "ctr", "image": "x", "resources": {"claims": [{"name": "gpus"}]}}
+            ],
+            "resourceClaims": [{"name": "gpus", "resourceClaimTemplateName": "two-gpus"}],
+        },
+    }
+    result = run(
+        "mutate",
+        "-",
+        "--config",
+        str(policy),
+        "--nads",
+        str(facts),
+        "-o",
+        "pod",
+        stdin=yaml.safe_dump(pod),
+    )
+    assert result.returncode == 0, result.stderr
+    mutated = yaml.safe_load(result.stdout)
+    assert mutated["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "pool,pool"
+    assert mutated["spec"]["containers"][0]["resources"]["limits"]["example.com/vf"] == "2"
