@@ -108,6 +108,7 @@ class Placement:
             return
         for container, _ in stray:
             self._set(container, resource, 0)
+            self.plan.removals.add((container.index, resource))
         for container, extra in self._targets(total, resource):
             self._set(container, resource, self.planned_units(container, resource) + extra)
         self.plan.moves.append((resource, total, names))

@@ -39,8 +39,10 @@ class Plan:
     entries: list[NetworkRef]
     added: list[NetworkRef] = field(default_factory=list)
     added_reasons: list[str] = field(default_factory=list)
-    # container index -> resource -> the units it must request and limit (0: none at all)
+    # container index -> resource -> the units it must request and limit
     units: dict[int, dict[str, int]] = field(default_factory=dict)
+    # (container index, resource) whose units were moved away: removed from the container
+    removals: set[tuple[int, str]] = field(default_factory=set)
     # (resource, units, names of the containers they left) for units moved to GPU containers
     moves: list[tuple[str, int, list[str]]] = field(default_factory=list)
     # Some resource had more units than attachments (raised by adding attachments, or left).
@@ -98,7 +100,8 @@ def resource_ops(containers: Sequence[Container], plan: Plan) -> list[Op]:
         if not wanted:
             continue
         base = ("spec", "containers", container.index, "resources")
-        kept = {resource: units for resource, units in wanted.items() if units}
+        removed = {r for r in wanted if (container.index, r) in plan.removals}
+        kept = {r: units for r, units in wanted.items() if r not in removed}
         if container.resources is None:
             if kept:
                 section = {resource: str(units) for resource, units in kept.items()}
@@ -107,8 +110,8 @@ def resource_ops(containers: Sequence[Container], plan: Plan) -> list[Op]:
         for key, current in (("limits", container.limits), ("requests", container.requests)):
             ops.extend(
                 Op("remove", pointer(*base, key, resource))
-                for resource, units in wanted.items()
-                if not units and current is not None and resource in current
+                for resource in removed
+                if current is not None and resource in current
             )
             changes = {
                 resource: str(units)
@@ -141,7 +144,11 @@ def describe(plan: Plan, containers: Sequence[Container]) -> list[str]:
             warning(f"moved {resource}={units} from {names} (no GPU) to GPU containers")
         )
     for container in containers:
-        wanted = {r: units for r, units in plan.units.get(container.index, {}).items() if units}
+        wanted = {
+            r: units
+            for r, units in plan.units.get(container.index, {}).items()
+            if (container.index, r) not in plan.removals
+        }
         if wanted:
             parts = ", ".join(f"{resource}={units}" for resource, units in wanted.items())
             warnings.append(

@@ -277,8 +277,10 @@ def judge(category: str, body: bytes, response: httpx.Response) -> dict[str, Any
     assert isinstance(ops, list), ops
     assert ops, answer
     for op in ops:
-        assert set(op) == {"op", "path", "value"}, op
-        assert op["op"] in ("add", "replace"), op
+        # remove: units a container without GPUs held, moved into the GPU containers
+        assert set(op) == ({"op", "path"} if op["op"] == "remove" else {"op", "path", "value"}), op
+        assert op["op"] in ("add", "replace", "remove"), op
+        assert op["op"] != "remove" or "/resources/" in op["path"], op
         assert isinstance(op["path"], str), op
         assert op["path"].startswith("/"), op
     patched = apply_patch(pod, ops)  # raises if any path does not exist, as the API server would
