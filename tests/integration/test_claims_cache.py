@@ -7,10 +7,10 @@ later is seen without a restart.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from conftest import wait_until
 
 from tests.kube_api_double import KubeApiDouble
 from webhook.cluster import Cluster
@@ -54,13 +54,6 @@ def dra_pod(template_name: str) -> dict[str, object]:
             "resourceClaims": [{"name": "g", "resourceClaimTemplateName": template_name}],
         },
     }
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -110,7 +103,7 @@ def test_claims_are_listed_watched_and_decide_from_memory(
     assert (missing.allowed, missing.reason) == (False, "unknown-network")
 
     api.create(template("later", 3))
-    wait_for(
+    wait_until(
         lambda: (
             watched.claims is not None
             and watched.claims.get("ResourceClaimTemplate", "team-a", "later") is not None

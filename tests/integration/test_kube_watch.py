@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes.client
 import pytest
+from conftest import wait_until
 
 from tests.kube_api_double import KubeApiDouble
 from webhook.cluster import KubeNadCache, KubeNamespaceCache, load_kube_api_client
@@ -25,14 +26,6 @@ FAST = WatchOptions(
     backoff_base=0.02,
     backoff_cap=0.2,
 )
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def nad(name: str, namespace: str = "ml-training", resource: str | None = None) -> dict[str, Any]:

@@ -8,10 +8,10 @@ log line when it appears (in the first list or added later), the metric while it
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from conftest import wait_until
 
 from tests.kube_api_double import KubeApiDouble
 from webhook.cluster import Cluster
@@ -64,13 +64,6 @@ def ours() -> dict[str, object]:
     return configuration
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def api() -> Iterator[KubeApiDouble]:
     with KubeApiDouble() as double:
@@ -94,7 +87,7 @@ def test_noticed_in_the_first_list_and_when_added(
     with caplog.at_level(logging.WARNING, logger="gpu_rdma_injector.peers"):
         peers.start()
         try:
-            wait_for(lambda: peers.informer.synced.is_set())
+            wait_until(lambda: peers.informer.synced.is_set())
             assert peers.present
             assert [r.fields["configuration"] for r in caplog.records] == [PEER_CONFIGURATION]  # type: ignore[attr-defined]
             assert (
@@ -102,10 +95,10 @@ def test_noticed_in_the_first_list_and_when_added(
             )
 
             api.delete("mutatingwebhookconfigurations", PEER_CONFIGURATION)
-            wait_for(lambda: not peers.present)
+            wait_until(lambda: not peers.present)
             api.create(nri_configuration())
-            wait_for(lambda: peers.present)
-            wait_for(lambda: len(caplog.records) == 2)
+            wait_until(lambda: peers.present)
+            wait_until(lambda: len(caplog.records) == 2)
         finally:
             assert peers.stop()
 
@@ -119,7 +112,7 @@ def test_cluster_mode_exposes_the_metric_and_never_waits_for_it(api: KubeApiDoub
     try:
         assert cluster.wait_synced(10)
         assert cluster.peers is not None
-        wait_for(lambda: cluster.peers is not None and cluster.peers.present)
+        wait_until(lambda: cluster.peers is not None and cluster.peers.present)
         values = {value.name: value.value for value in cluster.scrape()}
         assert values["gpu_rdma_injector_peer_injector_present"] == 1
     finally:
@@ -139,7 +132,7 @@ def test_a_watch_it_may_not_read_does_not_hold_readiness(api: KubeApiDouble) -> 
         assert cluster.wait_synced(10)
         api.fail_next(1000, status=403, verb="list")
         cluster.peers.start()
-        wait_for(
+        wait_until(
             lambda: cluster.peers is not None and cluster.peers.informer.consecutive_failures > 1
         )
         assert not cluster.peers.informer.synced.is_set()
