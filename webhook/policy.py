@@ -124,6 +124,8 @@ class Policy(_Frozen):
     units_outside_gpu_containers: Literal["move", "warn"] = Field(
         default="move", alias="unitsOutsideGpuContainers"
     )
+    mode: Literal["enforce", "warn"] = "enforce"
+    """warn: every decision is made but only said in warnings; nothing is patched or denied."""
 
     @field_validator("gpu_resources")
     @classmethod
