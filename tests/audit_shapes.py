@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from conftest import FIXTURES
 
+from webhook.findings import Inventory
+
 ADMITTED = json.loads(
     (FIXTURES / "admission-reviews" / "create-gpu-pod-annotation-and-resource.json").read_text()
 )["request"]["object"]
@@ -511,3 +513,18 @@ def one_of_each(ca_bundle: str) -> list[dict[str, Any]]:
         ),
         webhook_configuration(ca_bundle, failure_policy="Ignore"),
     ]
+
+
+def inventory(*objects: dict[str, Any], **more: Any) -> Inventory:
+    kinds = {
+        "Pod": "pods",
+        "NetworkAttachmentDefinition": "nads",
+        "Namespace": "namespaces",
+        "Node": "nodes",
+        "Event": "events",
+        "MutatingWebhookConfiguration": "webhooks",
+    }
+    found: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        found.setdefault(kinds[obj["kind"]], []).append(obj)
+    return Inventory(**{kind: tuple(items) for kind, items in found.items()}, **more)

@@ -117,7 +117,8 @@ def _objects(name: str, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
             raise DumpError(f"{where} is not a Kubernetes object or List")
         kind = document.get("kind")
         if isinstance(kind, str) and kind.endswith("List") and "items" in document:
-            items = document.get("items") or []
+            items = document.get("items")
+            items = [] if items is None else items
             if not isinstance(items, list):
                 raise DumpError(f"{where}: the {kind}'s items are not a list")
             default_kind = kind.removesuffix("List")

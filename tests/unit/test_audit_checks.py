@@ -17,6 +17,7 @@ from audit_shapes import (
     RDMA,
     failed_scheduling,
     host_local,
+    inventory,
     macvlan_config,
     nad,
     namespace,
@@ -34,7 +35,7 @@ from conftest import FIXTURES
 from webhook.audit import audit
 from webhook.audit_dump import read_dump
 from webhook.certs import generate_ca, generate_serving
-from webhook.findings import CHECKS, AuditOptions, Inventory
+from webhook.findings import CHECKS, AuditOptions
 from webhook.policy import Policy, default_policy, parse_policy
 
 RDMA_NET = nad(
@@ -43,21 +44,6 @@ RDMA_NET = nad(
     resource=RDMA,
 )
 HEALTHY = "team-a/sriov-rdma-net"
-
-
-def inventory(*objects: dict[str, Any], **more: Any) -> Inventory:
-    kinds = {
-        "Pod": "pods",
-        "NetworkAttachmentDefinition": "nads",
-        "Namespace": "namespaces",
-        "Node": "nodes",
-        "Event": "events",
-        "MutatingWebhookConfiguration": "webhooks",
-    }
-    found: dict[str, list[dict[str, Any]]] = {}
-    for obj in objects:
-        found.setdefault(kinds[obj["kind"]], []).append(obj)
-    return Inventory(**{kind: tuple(items) for kind, items in found.items()}, **more)
 
 
 def found(
