@@ -20,7 +20,7 @@ import pytest
 import yaml
 from audit_shapes import RDMA, dump, nad, pod, sriov_rdma_config, whereabouts
 from conftest import FIXTURES
-from test_policyreport import validator
+from policyreport_crds import validator
 
 from webhook.__main__ import main
 from webhook.audit_dump import DumpError, read_dump

@@ -14,9 +14,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from audit_shapes import inventory, one_of_each
-from conftest import FIXTURES
+from policyreport_crds import validator
 
 from webhook.audit import audit
 from webhook.certs import generate_ca
@@ -24,27 +23,7 @@ from webhook.findings import Finding, ObjectRef
 from webhook.policy import default_policy
 from webhook.policyreport import LABELS, NAME_PREFIX, report, report_name, reports
 
-CRDS = FIXTURES / "policyreport-crds"
 NOW = 1_764_400_000.0
-
-
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        schema = {key: _strict(value) for key, value in schema.items()}
-        if schema.get("type") == "object" and "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-    elif isinstance(schema, list):
-        schema = [_strict(item) for item in schema]
-    return schema
-
-
-def validator(kind: str) -> jsonschema.Validator:
-    plural = "policyreports" if kind == "PolicyReport" else "clusterpolicyreports"
-    crd = yaml.safe_load((CRDS / f"wgpolicyk8s.io_{plural}.yaml").read_text())
-    assert crd["spec"]["names"]["kind"] == kind
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
-    schema = _strict(version["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
 def all_reports() -> list[dict[str, Any]]:
