@@ -148,9 +148,19 @@ class ServeSettings(PolicyOption):
         "unchanged with a warning (allow: failurePolicy Ignore)",
     )
 
+    audit_interval: float | None = option(
+        None,
+        "run the audit every this many seconds in the background, writing PolicyReports and "
+        "exporting gpu_rdma_injector_audit_findings (default: off)",
+        metavar="SECONDS",
+        ge=60,
+    )
+
     _split_namespaces = field_validator("nad_namespaces", mode="before")(_comma_list)
 
     def check(self) -> Self:
+        if self.audit_interval and self.no_kube:
+            raise UsageError("--audit-interval audits the cluster; drop --no-kube")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise UsageError(
                 "give both --tls-cert-file and --tls-key-file, or neither for dev certificates"
