@@ -23,23 +23,16 @@ import orjson
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as ConnectionProblem
 
+from webhook.audit_fields import slim_event, slim_namespace, slim_node, slim_pod, whole
 from webhook.findings import KIND_NAMES, Inventory, Kind
 from webhook.kube_api import describe_error
-from webhook.pod_networks import FINISHED_PHASES, NETWORK_STATUS_ANNOTATION
+from webhook.pod_networks import FINISHED_PHASES
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 PAGE_SIZE = 500
 MAX_OBJECTS = 200_000
 """Objects of one kind the audit reads; past it, audit a namespace at a time."""
 ATTEMPTS = 3
-_POD_ANNOTATIONS = (
-    "k8s.v1.cni.cncf.io/networks",
-    "v1.multus-cni.io/default-network",
-    NETWORK_STATUS_ANNOTATION,
-    "gpu-rdma-injector/inject",
-    "gpu-rdma-injector/container",
-    "kubernetes.io/config.mirror",
-)
 
 Progress = Callable[[str, int, int], None]
 """Called after each page: (what is listed, pages so far, objects read so far in all)."""
@@ -86,7 +79,7 @@ def read_cluster(
                 custom.list_cluster_custom_object, NAD_GROUP, NAD_VERSION, NAD_PLURAL
             ),
             {},
-            _same,
+            whole,
         ),
         ("namespaces", core.list_namespace, {}, slim_namespace),
         ("nodes", core.list_node, {}, slim_node),
@@ -98,7 +91,7 @@ def read_cluster(
             {"field_selector": "reason=FailedScheduling"},
             slim_event,
         ),
-        ("webhooks", admission.list_mutating_webhook_configuration, {}, _same),
+        ("webhooks", admission.list_mutating_webhook_configuration, {}, whole),
     ]
     found: dict[str, Any] = {}
     notes: list[str] = []
@@ -183,58 +176,3 @@ def _page(call: Callable[..., Any], query: Mapping[str, Any], options: ReadOptio
 
 def _cannot(kind: Kind, error: Exception) -> str:
     return f"cannot list {KIND_NAMES[kind]}: {describe_error(error)}"
-
-
-def _same(item: Any) -> Any:
-    return item
-
-
-def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a pod the checks read (as the webhook reads them)."""
-    metadata = pod.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    spec = pod.get("spec") or {}
-    return {
-        "metadata": {
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            "uid": metadata.get("uid"),
-            "creationTimestamp": metadata.get("creationTimestamp"),
-            "annotations": {k: annotations[k] for k in _POD_ANNOTATIONS if k in annotations},
-        },
-        "spec": {
-            "nodeName": spec.get("nodeName"),
-            "containers": [_slim_container(c) for c in spec.get("containers") or ()],
-            "initContainers": [_slim_container(c) for c in spec.get("initContainers") or ()],
-        },
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
-    }
-
-
-def _slim_container(container: Any) -> Any:
-    if not isinstance(container, Mapping):
-        return container
-    return {"name": container.get("name"), "resources": container.get("resources") or {}}
-
-
-def slim_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = namespace.get("metadata") or {}
-    return {"metadata": {k: metadata.get(k) for k in ("name", "uid", "labels")}}
-
-
-def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = node.get("metadata") or {}
-    status = node.get("status") or {}
-    return {
-        "metadata": {k: metadata.get(k) for k in ("name", "uid")},
-        "status": {"allocatable": status.get("allocatable") or {}},
-    }
-
-
-def slim_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("involvedObject", "regarding", "reason", "message", "note", "lastTimestamp")
-    metadata = event.get("metadata") or {}
-    return {
-        **{k: event[k] for k in (*keep, "eventTime") if k in event},
-        "metadata": {"creationTimestamp": metadata.get("creationTimestamp")},
-    }

@@ -272,3 +272,26 @@ def test_typed_lists_and_several_documents(tmp_path: Path) -> None:
     assert inventory.pods[0]["kind"] == "Pod"
     assert inventory.nads is not None
     assert inventory.nodes is None
+
+
+def test_a_list_is_read_item_by_item() -> None:
+    """The first item is handed out before the parser reaches the end of the List: a broken
+    tail fails the read only once the items before it are read."""
+    from webhook.audit_dump import _objects
+
+    good = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [pod("a"), pod("b")]})
+    broken = good.replace("kind: List", "kind: [List")
+    read = _objects("dump", io.StringIO(broken))
+    where, first = next(read)
+    assert (where, first["metadata"]["name"]) == ("'dump', document 1, item 1", "a")
+    with pytest.raises(DumpError, match="is neither YAML nor JSON"):
+        list(read)
+
+
+def test_the_byte_bound_holds_for_stdin_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = ONE_OF_EACH.read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    assert read_dump("-", max_bytes=len(text)).pods is not None
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    with pytest.raises(DumpError, match="'-' is larger than"):
+        read_dump("-", max_bytes=len(text) - 1)
