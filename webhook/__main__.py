@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="find what is already broken on a cluster (or in a dump of one)",
-        description="Judge the pods, NADs, namespaces, nodes and events already on a cluster "
-        "(or in a dump) against the policy. Exit status: 0 no error finding, 1 some, 2 the "
+        description="Judge the pods, NADs, namespaces, nodes and events already on a cluster\n"
+        "(or in a dump) against the policy. Exit status: 0 no error finding, 1 some, 2 the\n"
         "audit could not run.",
         epilog=f"checks (id, usual severity, what it finds):\n{checks}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
