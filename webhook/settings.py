@@ -293,6 +293,11 @@ class AuditSettings(PolicyOption):
             raise UsageError("give --from or --kubeconfig, not both")
         if self.from_file and self.write_reports:
             raise UsageError("--write-reports writes to a cluster; it cannot go with --from")
+        if self.write_reports and (self.namespace or self.checks):
+            raise UsageError(
+                "--write-reports replaces the whole audit's reports; it cannot go with "
+                "--namespace or --check"
+            )
         unknown = [check for check in self.checks or () if check not in CHECKS]
         if unknown:
             raise UsageError(

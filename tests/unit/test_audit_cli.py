@@ -242,6 +242,13 @@ def test_usage_errors_are_one_sentence(tmp_path: Path) -> None:
     assert "--opt-in-label 'enabled'" in label.stderr
     writes = run("--from", str(ONE_OF_EACH), "--write-reports")
     assert writes.stderr == "error: --write-reports writes to a cluster; it cannot go with --from\n"
+    # The reports are the whole audit's: a partial one would delete the others' reports.
+    partial = run("--kubeconfig", str(tmp_path / "k"), "--write-reports", "-n", "team-a")
+    assert partial.stderr == (
+        "error: --write-reports replaces the whole audit's reports; it cannot go with "
+        "--namespace or --check\n"
+    )
+    assert run("--write-reports", "--check", "no-ip").returncode == 2
 
 
 def test_the_dump_bounds_hold_at_the_limit(tmp_path: Path) -> None:
@@ -295,3 +302,11 @@ def test_the_byte_bound_holds_for_stdin_too(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
     with pytest.raises(DumpError, match="'-' is larger than"):
         read_dump("-", max_bytes=len(text) - 1)
+
+
+def test_the_readme_shows_the_audit_as_it_runs() -> None:
+    readme = (FIXTURES.parent.parent / "README.md").read_text()
+    command = "$ gpu-rdma-injector audit --from tests/fixtures/audit/one-of-each.yaml\n"
+    shown = readme.split(command, 1)[1].split("$ echo $?\n", 1)[0]
+    result = run("--from", str(ONE_OF_EACH))
+    assert result.stdout == shown
