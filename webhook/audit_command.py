@@ -78,7 +78,7 @@ def run_audit(settings: AuditSettings) -> int:
     problem = None
     if settings.write_reports:
         try:
-            outcome = write_reports(api_client, found)
+            outcome = write_reports(api_client, found, delete_stale=not result.dropped)
             written = dataclasses.asdict(outcome)
         except ReportWriteError as error:
             problem = str(error)

@@ -45,8 +45,13 @@ class Written:
     errors: list[str] = field(default_factory=list)
 
 
-def write_reports(api_client: Any, reports: Sequence[dict[str, Any]]) -> Written:
+def write_reports(
+    api_client: Any, reports: Sequence[dict[str, Any]], *, delete_stale: bool = True
+) -> Written:
+    """Make the cluster's reports these; `delete_stale` False when the findings were capped (an
+    object whose findings were not kept still has them: its report stays)."""
     if len(reports) > MAX_REPORTS:
+        delete_stale = False
         reports = reports[:MAX_REPORTS]
     api = kubernetes.client.CustomObjectsApi(api_client)
     try:
@@ -80,7 +85,7 @@ def write_reports(api_client: Any, reports: Sequence[dict[str, Any]]) -> Written
                 written.conflicts += 1
             else:
                 written.errors.append(f"{key[2]}: {describe_error(error)}")
-    for key in sorted(set(existing) - wanted):
+    for key in sorted(set(existing) - wanted) if delete_stale else ():
         try:
             _delete(api, key)
             written.deleted += 1
