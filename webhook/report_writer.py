@@ -46,13 +46,16 @@ class Written:
 
 
 def write_reports(
-    api_client: Any, reports: Sequence[dict[str, Any]], *, delete_stale: bool = True
+    api_client: Any,
+    reports: Sequence[dict[str, Any]],
+    *,
+    delete_stale: bool = True,
+    max_reports: int = MAX_REPORTS,
 ) -> Written:
     """Make the cluster's reports these; `delete_stale` False when the findings were capped (an
     object whose findings were not kept still has them: its report stays)."""
-    if len(reports) > MAX_REPORTS:
-        delete_stale = False
-        reports = reports[:MAX_REPORTS]
+    if len(reports) > max_reports:
+        reports, delete_stale = reports[:max_reports], False
     api = kubernetes.client.CustomObjectsApi(api_client)
     try:
         existing = dict(_existing(api))

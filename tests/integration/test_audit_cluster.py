@@ -291,3 +291,14 @@ def test_write_reports_from_the_cli(cluster: KubeApiDouble, tmp_path: Path) -> N
     )
     assert len(_written(cluster)) == 13
     assert sys.stdout is not None
+
+
+def test_the_report_bound_holds_at_the_limit(cluster: KubeApiDouble) -> None:
+    with contextlib.closing(cluster.api_client()) as client:
+        found = reports(audit(read_cluster(client), default_policy()).findings, time.time())
+        assert len(found) == 13
+        at_limit = write_reports(client, found, max_reports=13)
+        assert (at_limit.created, at_limit.unchanged) == (13, 0)
+        over = write_reports(client, found[1:], max_reports=11)
+        # 11 of the 12 written (all unchanged), none deleted: a cut list is not the whole truth.
+        assert (over.unchanged, over.deleted, len(_written(cluster))) == (11, 0, 13)

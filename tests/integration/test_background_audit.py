@@ -153,3 +153,20 @@ def test_the_interval_is_at_least_a_minute_and_needs_a_cluster() -> None:
 
     with pytest.raises(ValidationError):
         ServeSettings(audit_interval=59)
+
+
+def test_what_the_child_prints_is_read_up_to_a_bound(tmp_path: Path) -> None:
+    from webhook.audit_background import OUTPUT_LIMIT
+
+    result = '{"byCheck": {}, "summary": {}}'
+
+    def printing(size: int) -> list[str]:
+        padding = size - len(result)  # JSON may start with spaces
+        return [sys.executable, "-c", f"print(' ' * {padding} + {result!r}, end='')"]
+
+    for size, outcome in ((OUTPUT_LIMIT, "success"), (OUTPUT_LIMIT + 1, "failed")):
+        state = tmp_path / str(size)
+        state.mkdir()
+        audit = BackgroundAudit(printing(size), 0.01, state)
+        audit.tick()
+        assert audit.state()["runs"] == {outcome: 1}, size
