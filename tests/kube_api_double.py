@@ -10,7 +10,8 @@ What it does, as the real API server does:
   metadata.uid, metadata.creationTimestamp and metadata.resourceVersion;
 - LIST: a `<Kind>List` with metadata.resourceVersion; items of built-in resources carry no
   kind/apiVersion, items of custom resources do; `limit`/`continue` paging over a consistent
-  snapshot; equality-based labelSelector; fieldSelector on metadata.name / metadata.namespace;
+  snapshot; equality-based labelSelector; fieldSelector on metadata.name / metadata.namespace
+  (and on the few pod and event fields in `_FIELDS`);
 - WATCH: replays events newer than `resourceVersion` (or synthetic ADDED events when it is unset
   or "0"), then streams live ones; BOOKMARK events if `allowWatchBookmarks`; ends after
   `timeoutSeconds`; an ERROR event with a 410 Expired Status when the resourceVersion is older
@@ -121,6 +122,20 @@ RESOURCE_CLAIM_TEMPLATES = ResourceType(
 RESOURCE_CLAIMS = ResourceType(
     "resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", namespaced=True
 )
+PODS = ResourceType("", "v1", "pods", "Pod", namespaced=True)
+NODES = ResourceType("", "v1", "nodes", "Node", namespaced=False)
+EVENTS = ResourceType("", "v1", "events", "Event", namespaced=True)
+POLICY_REPORTS = ResourceType(
+    "wgpolicyk8s.io", "v1alpha2", "policyreports", "PolicyReport", namespaced=True, custom=True
+)
+CLUSTER_POLICY_REPORTS = ResourceType(
+    "wgpolicyk8s.io",
+    "v1alpha2",
+    "clusterpolicyreports",
+    "ClusterPolicyReport",
+    namespaced=False,
+    custom=True,
+)
 DEFAULT_RESOURCES = (
     NAMESPACES,
     SECRETS,
@@ -128,12 +143,24 @@ DEFAULT_RESOURCES = (
     NETWORK_ATTACHMENT_DEFINITIONS,
     RESOURCE_CLAIM_TEMPLATES,
     RESOURCE_CLAIMS,
+    PODS,
+    NODES,
+    EVENTS,
+    POLICY_REPORTS,
+    CLUSTER_POLICY_REPORTS,
 )
+# Field selectors the real API server supports beyond metadata.name and metadata.namespace
+# (the ones the audit's lists use).
+_FIELDS = {
+    "pods": ("status.phase", "spec.nodeName"),
+    "events": ("reason", "type", "involvedObject.kind", "involvedObject.name"),
+}
 
 _NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _REASONS = {
     400: "BadRequest",
+    403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
     409: "Conflict",
@@ -338,6 +365,8 @@ class KubeApiDouble:
         self._outage_status: int | None = None
         self._in_outage = False
         self._delay = 0.0
+        self.forbidden: set[str] = set()
+        """Resources (plurals) every request for is answered 403 Forbidden, as RBAC would."""
 
         self._closing = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -879,6 +908,17 @@ class KubeApiDouble:
                     404, "the server could not find the requested resource", details={}
                 )
             resource, namespace, name = route
+            if resource.plural in self.forbidden:
+                raise StatusError(
+                    403,
+                    f'{resource.qualified} is forbidden: User "tester" cannot {verb} resource '
+                    f'"{resource.plural}" in API group "{resource.group}"'
+                    + (
+                        f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+                    ),
+                    reason="Forbidden",
+                    details={"group": resource.group, "kind": resource.plural},
+                )
             if verb == "watch":
                 self._serve_watch(handler, record, resource, namespace, query)
                 return
@@ -943,7 +983,7 @@ class KubeApiDouble:
     def _list(
         self, resource: ResourceType, namespace: str | None, query: Mapping[str, str]
     ) -> dict[str, Any]:
-        selector = _selector(query)
+        selector = _selector(query, resource.plural)
         limit = int(query.get("limit") or 0)
         token = query.get("continue")
         with self._lock:
@@ -1018,7 +1058,7 @@ class KubeApiDouble:
         watcher = _Watcher(
             resource,
             namespace,
-            _selector(query),
+            _selector(query, resource.plural),
             query.get("allowWatchBookmarks", "").lower() in ("true", "1"),
         )
         expired: dict[str, Any] | None = None
@@ -1165,9 +1205,11 @@ def _fold_string_data(secret: dict[str, Any]) -> None:
     secret.setdefault("type", "Opaque")
 
 
-def _selector(query: Mapping[str, str]) -> Callable[[Mapping[str, Any]], bool]:
+def _selector(query: Mapping[str, str], plural: str = "") -> Callable[[Mapping[str, Any]], bool]:
     label_tests = [_label_test(part) for part in _split_selector(query.get("labelSelector", ""))]
-    field_tests = [_field_test(part) for part in _split_selector(query.get("fieldSelector", ""))]
+    field_tests = [
+        _field_test(part, plural) for part in _split_selector(query.get("fieldSelector", ""))
+    ]
     tests = label_tests + field_tests
 
     def matches(obj: Mapping[str, Any]) -> bool:
@@ -1200,19 +1242,23 @@ def _label_test(requirement: str) -> Callable[[Mapping[str, Any]], bool]:
     return lambda obj: requirement in labels(obj)
 
 
-def _field_test(requirement: str) -> Callable[[Mapping[str, Any]], bool]:
+def _field_test(requirement: str, plural: str = "") -> Callable[[Mapping[str, Any]], bool]:
     negate = "!=" in requirement
     key, value = (
         s.strip() for s in requirement.replace("!=", "=").replace("==", "=").split("=", 1)
     )
-    if key not in ("metadata.name", "metadata.namespace"):
+    known = ("metadata.name", "metadata.namespace", *_FIELDS.get(plural, ()))
+    if key not in known:
         raise StatusError(
             400,
-            f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"',
+            f'"{key}" is not a known field selector: only ' + ", ".join(f'"{k}"' for k in known),
         )
-    field_name = key.split(".", 1)[1]
+    path = key.split(".")
 
     def test(obj: Mapping[str, Any]) -> bool:
-        return bool(obj.get("metadata", {}).get(field_name, "") == value) != negate
+        found: Any = obj
+        for part in path:
+            found = found.get(part, "") if isinstance(found, Mapping) else ""
+        return bool((found or "") == value) != negate
 
     return test

@@ -1,8 +1,9 @@
-"""Command line (CLI layer): parses `serve | mutate | certs generate | version` and dispatches.
+"""Command line (CLI layer): parses `serve | mutate | audit | certs generate | version` and
+dispatches.
 
 The options are the fields of the command's settings model (webhook.settings), offered here as
-flags; the commands themselves live in webhook.serve and webhook.preview. Problems a user can
-fix are printed as one sentence and exit with status 2, never a traceback.
+flags; the commands themselves live in webhook.serve, webhook.preview and webhook.audit_command.
+Problems a user can fix are printed as one sentence and exit with status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from webhook import __version__
+from webhook.findings import CHECKS
 from webhook.settings import (
     ENV_PREFIX,
+    AuditSettings,
     CertsSettings,
     PreviewSettings,
     ServeSettings,
@@ -33,7 +36,7 @@ EXIT_USAGE = 2
 class Invocation:
     """What the command line asks for: the command, its settings, and mutate's input file."""
 
-    command: Literal["serve", "mutate", "certs", "version"]
+    command: Literal["serve", "mutate", "audit", "certs", "version"]
     settings: Any = None
     file: str | None = None
 
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gpu-rdma-injector",
         description="Mutating admission webhook that gives GPU pods their RDMA network "
         "(the Multus networks annotation) and its SR-IOV resource together.",
-        epilog=f"Every option of serve and mutate is also read from {ENV_PREFIX}<OPTION> "
+        epilog=f"Every option of serve, mutate and audit is also read from {ENV_PREFIX}<OPTION> "
         f"(e.g. {ENV_PREFIX}MAX_CONNECTIONS); a flag wins.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="FILE|-", help="Pod (YAML/JSON) or AdmissionReview; - reads stdin"
     )
     _add_options(mutate, PreviewSettings)
+    checks = "\n".join(
+        f"  {check.id:<22} {check.severity:<8} {check.summary}" for check in CHECKS.values()
+    )
+    audit = commands.add_parser(
+        "audit",
+        help="find what is already broken on a cluster (or in a dump of one)",
+        description="Judge the pods, NADs, namespaces, nodes and events already on a cluster\n"
+        "(or in a dump) against the policy. Exit status: 0 no error finding, 1 some, 2 the\n"
+        "audit could not run.",
+        epilog=f"checks (id, usual severity, what it finds):\n{checks}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_options(audit, AuditSettings)
     certs = commands.add_parser("certs", help="certificate tools")
     certs_commands = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
     _add_options(
@@ -98,6 +114,8 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
         return Invocation(command, load(ServeSettings, given))
     if command == "mutate":
         return Invocation(command, load(PreviewSettings, given), file)
+    if command == "audit":
+        return Invocation(command, load(AuditSettings, given))
     if command == "certs":
         return Invocation(command, load(CertsSettings, given))
     return Invocation(command)
@@ -115,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             assert invocation.file is not None
             return preview(invocation.file, invocation.settings)
+        if invocation.command == "audit":
+            from webhook.audit_command import run_audit
+
+            return run_audit(invocation.settings)
         if invocation.command == "certs":
             return _generate_certificates(invocation.settings)
         print(f"gpu-rdma-injector {__version__}")

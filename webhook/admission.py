@@ -5,7 +5,8 @@ build the one well-formed response every answer goes through (`build_response`).
 format is typed (TypedDicts, after kopf's reviews): what arrives is checked field by field into
 an `AdmissionRequest`; what leaves is a `ResponseReview`. A body that is not a review is a
 `ReviewError` (the server turns it into a 4xx); everything with a uid is answered with a review
-that echoes it.
+that echoes it. In warn mode (the policy's `mode: warn`) the decision is answered as warnings
+only: admitted, never patched (webhook.warn_mode).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from webhook.mutation import Decision, decide, skipped
 from webhook.nads import NadLookup, NamespaceLookup
 from webhook.patch import serialize
 from webhook.policy import Policy
+from webhook.warn_mode import warn_only
 
 API_VERSION = "admission.k8s.io/v1"
 INTERNAL_ERROR_WARNING = (
@@ -195,7 +197,20 @@ def decide_request(
     Pods in the policy's excludedNamespaces (kube-system by default) and in
     `excluded_namespaces` (the webhook's own) are never touched, whatever the registration's
     namespaceSelector says. dryRun requests get the same answer: the webhook has no side effects.
+    With the policy's `mode: warn` the same decision is only said (webhook.warn_mode).
     """
+    decision = _enforced(request, policy, nads, namespaces, excluded_namespaces, claims)
+    return decision if policy.mode == "enforce" else warn_only(decision, request.object)
+
+
+def _enforced(
+    request: AdmissionRequest,
+    policy: Policy,
+    nads: NadLookup,
+    namespaces: NamespaceLookup,
+    excluded_namespaces: frozenset[str],
+    claims: ClaimLookup,
+) -> Decision:
     if request.kind != "Pod" or request.group != "" or request.sub_resource:
         return skipped("not-a-pod")
     if request.operation != "CREATE":

@@ -146,6 +146,8 @@ class Policy(_Frozen):
     inject_node_selector: bool = Field(default=False, alias="injectNodeSelector")
     pod_net_info: PodNetInfo = Field(default_factory=PodNetInfo, alias="podNetInfo")
     gpu_device_classes: tuple[str, ...] = Field(default=(), alias="gpuDeviceClasses")
+    mode: Literal["enforce", "warn"] = "enforce"
+    """warn: every decision is made but only said in warnings; nothing is patched or denied."""
 
     @field_validator("gpu_resources")
     @classmethod

@@ -129,6 +129,8 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
         context.readiness_checks.append(renewer.not_ready)
         context.metrics.add_scrape_values(renewer.scrape)
         background.append(renewer)
+    if settings.audit_interval:
+        background.append(_background_audit(settings, files, context))
     limits = ConnectionLimits(max_connections=max(1, settings.max_connections // settings.workers))
     counts = ConnectionCounts()
     context.metrics.add_scrape_values(lambda: _connection_values(limits, counts))
@@ -166,6 +168,23 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
         for task in background:
             task.stop()
     return 0
+
+
+def _background_audit(settings: ServeSettings, files: ServingFiles, context: AppContext) -> Any:
+    """`--audit-interval`: the audit as a child process, its outcome as metrics."""
+    from webhook.audit_background import BackgroundAudit, audit_command
+
+    assert settings.audit_interval is not None
+    command = audit_command(
+        sys.executable,
+        config=settings.config,
+        kubeconfig=settings.kubeconfig,
+        serving_cert=files.cert,
+        webhook_configuration=settings.webhook_configuration,
+    )
+    auditor = BackgroundAudit(command, settings.audit_interval)
+    context.metrics.registry.register(auditor.collector())
+    return auditor
 
 
 def _connection_values(limits: ConnectionLimits, counts: ConnectionCounts) -> list[ScrapeValue]:

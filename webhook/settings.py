@@ -1,6 +1,6 @@
 """Process settings (CLI layer): one typed model per command, read once from flags and environment.
 
-Every option of `serve` and `mutate` is a field here; the command line offers it as
+Every option of `serve`, `mutate` and `audit` is a field here; the command line offers it as
 `--<field-name>` and the environment as `GPU_RDMA_INJECTOR_<FIELD_NAME>` (a flag wins over the
 environment, the environment over the default; an empty variable counts as unset). This is the
 only module that reads the environment, and only for the command that runs: `version` reads
@@ -9,12 +9,15 @@ nothing. A bad value is one sentence naming the flag or the variable it came fro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from webhook.findings import CHECKS
 
 ENV_PREFIX = "GPU_RDMA_INJECTOR_"
 
@@ -150,9 +153,19 @@ class ServeSettings(PolicyOption):
         "unchanged with a warning (allow: failurePolicy Ignore)",
     )
 
+    audit_interval: float | None = option(
+        None,
+        "run the audit every this many seconds in the background, writing PolicyReports and "
+        "exporting gpu_rdma_injector_audit_findings (default: off)",
+        metavar="SECONDS",
+        ge=60,
+    )
+
     _split_namespaces = field_validator("nad_namespaces", mode="before")(_comma_list)
 
     def check(self) -> Self:
+        if self.audit_interval and self.no_kube:
+            raise UsageError("--audit-interval audits the cluster; drop --no-kube")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise UsageError(
                 "give both --tls-cert-file and --tls-key-file, or neither for dev certificates"
@@ -213,6 +226,96 @@ class PreviewSettings(PolicyOption):
         return self
 
 
+class AuditSettings(PolicyOption):
+    """`gpu-rdma-injector audit`: find what is already broken on a cluster or in a dump."""
+
+    from_file: Path | None = option(
+        None,
+        "audit a dump instead of a cluster: what kubectl get pods,network-attachment-definitions,"
+        "namespaces,nodes,events -A -o yaml (or -o json) prints; - reads stdin",
+        metavar="FILE",
+        short="--from",
+    )
+    kubeconfig: Path | None = option(
+        None,
+        "audit the cluster of this kubeconfig (default: the in-cluster service account)",
+        metavar="PATH",
+    )
+    namespace: str | None = option(
+        None, "only findings about this namespace's objects (and read only its own)", short="-n"
+    )
+    checks: Annotated[tuple[str, ...] | None, NoDecode] = option(
+        None,
+        "run only these checks (comma-separated, or repeat the flag)",
+        metavar="ID[,ID]",
+        short="--check",
+        repeat=True,
+    )
+    output: Literal["table", "json", "policyreport", "summary"] = option(
+        "table",
+        "a table grouped by severity, JSON, wgpolicyk8s.io PolicyReports (YAML), or the counts",
+        short="-o",
+    )
+    serving_cert: Path | None = option(
+        None,
+        "the webhook's serving certificate (PEM), to check the registration's caBundle against",
+        metavar="PATH",
+    )
+    webhook_configuration: str | None = option(
+        None,
+        "the MutatingWebhookConfiguration to judge (default: the one holding the webhook "
+        "pods.gpu-rdma-injector.io)",
+        metavar="NAME",
+    )
+    opt_in_label: str = option(
+        "gpu-rdma-injector.io/inject=enabled",
+        "the namespace label that opts in, when no webhook configuration can be seen",
+        metavar="KEY=VALUE",
+    )
+    write_reports: bool = option(
+        False,
+        "also write the PolicyReports to the cluster, replacing the previous audit's (what the "
+        "background audit does; needs write access to wgpolicyk8s.io reports)",
+    )
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _split_checks(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(part) for part in value)
+        return _comma_list(value)
+
+    @field_validator("opt_in_label")
+    @classmethod
+    def _key_value(cls, value: str) -> str:
+        key, equals, _ = value.partition("=")
+        if not equals or not key.strip():
+            raise ValueError("write it as KEY=VALUE, e.g. gpu-rdma-injector.io/inject=enabled")
+        return value
+
+    def check(self) -> Self:
+        if self.from_file and self.kubeconfig:
+            raise UsageError("give --from or --kubeconfig, not both")
+        if self.from_file and self.write_reports:
+            raise UsageError("--write-reports writes to a cluster; it cannot go with --from")
+        if self.write_reports and (self.namespace or self.checks):
+            raise UsageError(
+                "--write-reports replaces the whole audit's reports; it cannot go with "
+                "--namespace or --check"
+            )
+        unknown = [check for check in self.checks or () if check not in CHECKS]
+        if unknown:
+            raise UsageError(
+                f"--check {unknown[0]!r} is not a check; the checks are {', '.join(CHECKS)}"
+            )
+        return self
+
+
+def wants_colour(is_terminal: bool) -> bool:
+    """ANSI colours for a terminal, unless NO_COLOR is set to anything (no-color.org)."""
+    return is_terminal and not os.environ.get("NO_COLOR")
+
+
 class CertsSettings(BaseModel):
     """`gpu-rdma-injector certs generate` (command line only)."""
 
@@ -232,7 +335,7 @@ class CertsSettings(BaseModel):
         return self
 
 
-Settings = TypeVar("Settings", ServeSettings, PreviewSettings, CertsSettings)
+Settings = TypeVar("Settings", ServeSettings, PreviewSettings, AuditSettings, CertsSettings)
 
 
 def load(model: type[Settings], given: dict[str, Any]) -> Settings:

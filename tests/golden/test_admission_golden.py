@@ -24,7 +24,7 @@ from conftest import FIXTURES, AppClient, apply_patch, decoded_patch, load_json,
 from webhook.claims import NO_CLAIMS
 from webhook.nads import StaticNads, StaticNamespaces, load_facts_file
 from webhook.plan import MAX_WARNING_LENGTH
-from webhook.policy import default_policy, load_policy
+from webhook.policy import Policy, default_policy, load_policy
 from webhook.reload import PolicyStore
 from webhook.server import AppContext, create_app
 
@@ -32,9 +32,11 @@ CASES = sorted(path for path in (FIXTURES / "admission").iterdir() if path.is_di
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-def _client(case: Path) -> AppClient:
-    policy_file = case / "policy.yaml"
-    policy = load_policy(policy_file) if policy_file.exists() else default_policy()
+def _client(case: Path, policy: Policy | None = None) -> AppClient:
+    """The app for a golden case: its policy (or `policy`), NADs, claims and namespace."""
+    if policy is None:
+        policy_file = case / "policy.yaml"
+        policy = load_policy(policy_file) if policy_file.exists() else default_policy()
     nads_file = case / "nads.yaml"
     facts = (
         load_facts_file(nads_file.read_text(), policy.resource_name_annotations)
