@@ -1,22 +1,24 @@
-"""The decision (core layer): which networks and SR-IOV resources a pod gets, as JSON Patch ops.
+"""The decision (core layer): which networks and device units a pod gets, as JSON Patch ops.
 
-`decide(pod, namespace, policy, nads, namespace_annotations)` is a pure function: it reads the pod
-(never mutates it), the policy and facts about NetworkAttachmentDefinitions already in memory, and
-returns a Decision. It knows nothing of HTTP, AdmissionReview or the Kubernetes client.
+`decide(pod, namespace, policy, nads, namespace_annotations, claims)` is a pure function: it
+reads the pod (never mutates it), the policy and facts about NADs and DRA claims already in
+memory, and returns a Decision. It knows nothing of HTTP, AdmissionReview or the Kubernetes client.
 
 The rules, in order:
-1. A pod with a GPU container gets every policy network it lacks appended to the networks
-   annotation (a perGpu network once per GPU), in the form the pod already uses.
-2. Per resource name, the attachments that map to it and the units the pod requests are made
-   equal by raising the lower side: missing units go to the right container as
-   requests = limits, missing attachments come from the policy network for that resource.
-3. A request without a limit (or the reverse) of such a resource is completed.
+1. Both networks annotations are read as Multus reads them, and every reference they make must
+   lie inside the namespace boundary (docs/security.md), opted-out pods included.
+2. A pod with a GPU container (by resource, pattern or DRA claim) gets every network it lacks
+   appended to the networks annotation (a perGpu network once per GPU), in the form the pod
+   already uses: the policy's, or those its namespace's annotation chooses.
+3. Per resource, the attachments that need it and the units the containers request are made to
+   agree (webhook.placement): raised, never lowered, in the GPU containers.
+4. With the policy's say: the attached NADs' nodeSelector, and the podnetinfo volume.
 Nothing else in the pod is touched; a mutated pod mutates to an empty patch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,6 +48,7 @@ from webhook.plan import (
 )
 from webhook.pod import (
     TOTAL_ANNOTATION_BYTES,
+    Container,
     PodShapeError,
     PodTooLarge,
     UnknownContainer,
@@ -103,6 +106,14 @@ def denied(message: str, code: int, reason: str) -> Decision:
     return Decision(allowed=False, outcome="denied", reason=reason, message=message, code=code)
 
 
+class _Refused(Exception):
+    """A phase of the decision refuses the pod; carries the answer."""
+
+    def __init__(self, message: str, code: int, reason: str) -> None:
+        super().__init__(message)
+        self.decision = denied(message, code, reason)
+
+
 def decide(
     pod: Mapping[str, Any],
     namespace: str,
@@ -113,76 +124,64 @@ def decide(
 ) -> Decision:
     """Decide what `pod`, created in `namespace`, needs. Never raises for bad pods: it denies."""
     try:
-        annotations = read_annotations(pod) or {}
-        containers = read_containers(pod)
+        return _decide(pod, namespace, policy, nads, namespace_annotations, claims)
+    except _Refused as refused:
+        return refused.decision
     except PodShapeError as error:
         return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
     except PodTooLarge as error:
         return denied(str(error), 400, "pod-too-large")
+    except AnnotationError as error:
+        return denied(str(error), 400, "malformed-annotation")
+    except UnknownContainer as error:
+        return denied(str(error), 400, "unknown-container")
+    except TooManyAttachments as error:
+        return denied(str(error), 400, "too-many-attachments")
+    except SchedulingConflict as error:
+        return denied(str(error), 400, "node-selector-conflict")
+
+
+def _decide(
+    pod: Mapping[str, Any],
+    namespace: str,
+    policy: Policy,
+    nads: NadLookup,
+    namespace_annotations: Mapping[str, str] | None,
+    claims: ClaimLookup,
+) -> Decision:
+    annotations = read_annotations(pod) or {}
+    containers = read_containers(pod)
     if MIRROR_ANNOTATION in annotations:
         return skipped("mirror-pod")
     if annotation_bytes(annotations) > TOTAL_ANNOTATION_BYTES:
-        return denied(
+        raise _Refused(
             f"metadata.annotations: Too long: may not be more than {TOTAL_ANNOTATION_BYTES} bytes",
             422,
             "annotations-too-long",
         )
-
-    try:
-        raw = annotations.get(NETWORKS_ANNOTATION)
-        current = parse(raw) if raw is not None else EMPTY
-        default_network = (
-            parse_default_network(annotations[DEFAULT_NETWORK_ANNOTATION])
-            if DEFAULT_NETWORK_ANNOTATION in annotations
-            else None
-        )
-    except AnnotationError as error:
-        return denied(str(error), 400, "malformed-annotation")
-
+    raw = annotations.get(NETWORKS_ANNOTATION)
+    current = parse(raw) if raw is not None else EMPTY
+    default_network = (
+        parse_default_network(annotations[DEFAULT_NETWORK_ANNOTATION])
+        if DEFAULT_NETWORK_ANNOTATION in annotations
+        else None
+    )
+    # The NAD that replaces eth0, where Multus resolves it (its namespace when unqualified).
+    replaced = [default_network.resolved(policy.multus_namespace)] if default_network else []
     # The boundary holds for every pod, opted out or not: opting out skips injection only.
-    for entry in current.entries:
-        if not policy.allows(namespace, entry.resolved(namespace)):
-            return _outside(
-                f"{NETWORKS_ANNOTATION} entry {quote(entry.display())}", entry, namespace, namespace
-            )
-    if default_network is not None:
-        key = default_network.resolved(policy.multus_namespace)
-        if not policy.allows(namespace, key):
-            return _outside(
-                DEFAULT_NETWORK_ANNOTATION, default_network, namespace, policy.multus_namespace
-            )
-
+    _check_boundary(current, default_network, namespace, policy)
     if str(annotations.get(INJECT_ANNOTATION, "")).lower() == "false":
         return skipped("opted-out")
 
-    try:
-        networks = _networks_for(namespace, policy, namespace_annotations)
-    except AnnotationError as error:
-        return denied(str(error), 400, "malformed-annotation")
-    for network in networks:
-        if not policy.allows(namespace, network.resolved(namespace)):
-            return denied(
-                f"namespace {quote(namespace)} has {policy.namespace_networks_annotation} naming "
-                f"{quote(network.name)}, a NAD outside the namespaces its pods may use; the "
-                "namespace's owner must name a NAD in the namespace, or the cluster admin add "
-                f"{quote(network.name)} to allowedNadNamespaces",
-                403,
-                "namespace-not-allowed",
-            )
-
-    try:
-        claimed = claimed_gpus(
-            pod, namespace, pod["spec"]["containers"], policy.gpu_device_classes, claims
-        )
-        gpus = [
-            gpu_count(container, policy) + claimed.per_container.get(container.index, 0)
-            for container in containers
-        ]
-        explicit = explicit_container(annotations, containers)
-    except PodShapeError as error:
-        return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
-    except UnknownContainer as error:
-        return denied(str(error), 400, "unknown-container")
+    networks = _chosen_networks(namespace, policy, namespace_annotations)
+    claimed = claimed_gpus(
+        pod, namespace, pod["spec"]["containers"], policy.gpu_device_classes, claims
+    )
+    gpus = [
+        gpu_count(container, policy) + claimed.per_container.get(container.index, 0)
+        for container in containers
+    ]
+    explicit = explicit_container(annotations, containers)
 
     plan = Plan(namespace, list(current.entries))
     _note_claims(claimed, namespace, plan)
@@ -198,84 +197,119 @@ def decide(
         network.name: resource_of(nads, network.resolved(namespace), network, plan)
         for network in balancing
     }
-
-    total_gpus = sum(gpus)
-    try:
-        for network in networks if total_gpus else ():
-            wanted = total_gpus if network.per_gpu else 1
-            missing = wanted - plan.count(network.resolved(namespace))
-            if missing > 0 and usable(network, namespace, nads, plan):
-                plan.append(
-                    network, f"{total_gpus} GPUs" if network.per_gpu else "GPU pod", missing
-                )
-    except TooManyAttachments as error:
-        return denied(str(error), 400, "too-many-attachments")
-
+    if sum(gpus):
+        _inject(networks, sum(gpus), namespace, nads, plan)
     user_references = [(entry, entry.resolved(namespace)) for entry in current.entries]
     if default_network is not None:
-        user_references.append((default_network, default_network.resolved(policy.multus_namespace)))
+        user_references.append((default_network, replaced[0]))
     check_user_entries(user_references, nads, plan)
 
+    # Per resource, the attachments that need it: the NAD says, else the policy network.
     by_reference = {network.resolved(namespace): network for network in balancing}
-
-    def needed_by(key: tuple[str, str]) -> str | None:
-        return resource_of(nads, key, by_reference.get(key), plan)
-
     attachments: dict[str, int] = {}
-    # The NAD that replaces eth0 takes a device of its resource like any attachment.
-    replaced = [default_network.resolved(policy.multus_namespace)] if default_network else []
-    keys = [entry.resolved(namespace) for entry in plan.entries] + replaced
-    for key in keys:
-        resource = needed_by(key)
+    for key in [entry.resolved(namespace) for entry in plan.entries] + replaced:
+        resource = resource_of(nads, key, by_reference.get(key), plan)
         if resource is not None:
             attachments[resource] = attachments.get(resource, 0) + 1
     resources = list(
         dict.fromkeys([r for r in resource_of_network.values() if r] + list(attachments))
     )
-
-    move = policy.units_outside_gpu_containers == "move"
     placement = Placement(containers, gpus, explicit, balancing, resource_of_network, nads, plan)
-    try:
-        for resource in resources:
-            placement.settle(resource, attachments.get(resource, 0), move)
-        placement.complete_requests_and_limits(resources)
-    except PodShapeError as error:
-        return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
-    except TooManyAttachments as error:
-        return denied(str(error), 400, "too-many-attachments")
+    move = policy.units_outside_gpu_containers == "move"
+    for resource in resources:
+        placement.settle(resource, attachments.get(resource, 0), move)
+    placement.complete_requests_and_limits(resources)
 
-    podnetinfo = policy.pod_net_info
-    if plan.surplus and not podnetinfo.enabled and has_volume(pod, PEER_INJECTOR_VOLUME):
+    if plan.surplus and not policy.pod_net_info.enabled and has_volume(pod, PEER_INJECTOR_VOLUME):
         plan.warnings.append(warning(PEER_INJECTOR_HINT))
-
     if plan.problems and policy.unknown_networks == "deny":
-        return denied(plan.problems[0][0], 400, "unknown-network")
+        raise _Refused(plan.problems[0][0], 400, "unknown-network")
     plan.warnings[:0] = [warning for _, warning in plan.problems]
 
     ops = annotation_ops(pod, annotations, current, plan) + resource_ops(containers, plan)
     # Every attachment the pod ends with, those balancing appended included.
-    keys = [entry.resolved(namespace) for entry in plan.entries] + replaced
-    try:
-        if policy.inject_node_selector:
-            known = [facts for key in keys if (facts := nads.get(*key)) is not None]
-            additions = node_selector_additions(pod, known)
-            ops += node_selector_ops(pod, additions)
-            if additions:
-                shown = ", ".join(f"{key}={value}" for key, value in additions.items())
-                plan.warnings.append(warning(f"set nodeSelector {shown} (where its networks are)"))
-        if podnetinfo.enabled and keys and total_gpus:
-            gpu_containers = [c for c, count in zip(containers, gpus, strict=True) if count]
-            added, said = podnetinfo_ops(pod, pod["spec"]["containers"], gpu_containers, podnetinfo)
-            ops += added
-            plan.warnings += said
-    except SchedulingConflict as error:
-        return denied(str(error), 400, "node-selector-conflict")
-    except PodShapeError as error:
-        return denied(f"the object is not a valid pod: {error}", 400, "malformed-pod")
+    final = [entry.resolved(namespace) for entry in plan.entries] + replaced
+    ops += _pod_spec_ops(pod, containers, gpus, final, policy, nads, plan)
     warnings = capped(describe(plan, containers) + plan.warnings)
     if not ops:
         return Decision(True, "unchanged", "nothing-missing", warnings=tuple(warnings))
     return Decision(True, "mutated", "injected", tuple(ops), tuple(warnings))
+
+
+def _check_boundary(
+    current: NetworksAnnotation,
+    default_network: NetworkRef | None,
+    namespace: str,
+    policy: Policy,
+) -> None:
+    """Refuse a reference the namespace boundary does not allow (docs/security.md)."""
+    for entry in current.entries:
+        if not policy.allows(namespace, entry.resolved(namespace)):
+            subject = f"{NETWORKS_ANNOTATION} entry {quote(entry.display())}"
+            raise _outside(subject, entry, namespace, namespace)
+    if default_network is not None:
+        key = default_network.resolved(policy.multus_namespace)
+        if not policy.allows(namespace, key):
+            raise _outside(
+                DEFAULT_NETWORK_ANNOTATION, default_network, namespace, policy.multus_namespace
+            )
+
+
+def _chosen_networks(
+    namespace: str, policy: Policy, namespace_annotations: Mapping[str, str] | None
+) -> tuple[Network, ...]:
+    """The networks to inject: the policy's, or the namespace's choice, inside the boundary."""
+    networks = _networks_for(namespace, policy, namespace_annotations)
+    for network in networks:
+        if not policy.allows(namespace, network.resolved(namespace)):
+            raise _Refused(
+                f"namespace {quote(namespace)} has {policy.namespace_networks_annotation} naming "
+                f"{quote(network.name)}, a NAD outside the namespaces its pods may use; the "
+                "namespace's owner must name a NAD in the namespace, or the cluster admin add "
+                f"{quote(network.name)} to allowedNadNamespaces",
+                403,
+                "namespace-not-allowed",
+            )
+    return networks
+
+
+def _inject(
+    networks: Sequence[Network], total_gpus: int, namespace: str, nads: NadLookup, plan: Plan
+) -> None:
+    """A GPU pod gets every network it lacks (a perGpu one once per GPU)."""
+    for network in networks:
+        wanted = total_gpus if network.per_gpu else 1
+        missing = wanted - plan.count(network.resolved(namespace))
+        if missing > 0 and usable(network, namespace, nads, plan):
+            plan.append(network, f"{total_gpus} GPUs" if network.per_gpu else "GPU pod", missing)
+
+
+def _pod_spec_ops(
+    pod: Mapping[str, Any],
+    containers: Sequence[Container],
+    gpus: Sequence[int],
+    attached: Sequence[tuple[str, str]],
+    policy: Policy,
+    nads: NadLookup,
+    plan: Plan,
+) -> list[Op]:
+    """The nodeSelector the attached NADs need and the podnetinfo volume, as the policy says."""
+    ops: list[Op] = []
+    if policy.inject_node_selector:
+        known = [facts for key in attached if (facts := nads.get(*key)) is not None]
+        additions = node_selector_additions(pod, known)
+        ops += node_selector_ops(pod, additions)
+        if additions:
+            shown = ", ".join(f"{key}={value}" for key, value in additions.items())
+            plan.warnings.append(warning(f"set nodeSelector {shown} (where its networks are)"))
+    if policy.pod_net_info.enabled and attached and any(gpus):
+        gpu_containers = [c for c, count in zip(containers, gpus, strict=True) if count]
+        added, said = podnetinfo_ops(
+            pod, pod["spec"]["containers"], gpu_containers, policy.pod_net_info
+        )
+        ops += added
+        plan.warnings += said
+    return ops
 
 
 def _note_claims(claimed: ClaimedGpus, namespace: str, plan: Plan) -> None:
@@ -296,9 +330,9 @@ def _note_claims(claimed: ClaimedGpus, namespace: str, plan: Plan) -> None:
         )
 
 
-def _outside(subject: str, entry: NetworkRef, pod_namespace: str, default: str) -> Decision:
+def _outside(subject: str, entry: NetworkRef, pod_namespace: str, default: str) -> _Refused:
     target, name = entry.resolved(default)
-    return denied(
+    return _Refused(
         f"{subject} points at NAD {quote(name)} in namespace {quote(target)}, which pods in "
         f"{quote(pod_namespace)} may not use; reference a NAD in {quote(pod_namespace)}, or ask "
         f"the cluster admin to add {quote(target)} (or {quote(target + '/' + name)}) to "
