@@ -18,6 +18,7 @@ depend on the machine, which the output names.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -375,7 +376,12 @@ def _commit() -> str:
 
 def run(repeat: int) -> dict[str, Any]:
     rows = []
-    for case in cases():
+    built = cases()
+    # As `serve` does after start-up: what lives as long as the process stays out of the
+    # collector's full passes, so a review does not pay for walking it.
+    gc.collect()
+    gc.freeze()
+    for case in built:
         timing = _time(case, repeat)
         rows.append(
             {
@@ -417,6 +423,8 @@ def render(results: dict[str, Any]) -> str:
         "| parse + decide (max) | within target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    over = [row for row in results["rows"] if row["total_max_ms"] >= results["target_ms"]]
+    decided = all(row["decide_max_ms"] < results["target_ms"] for row in results["rows"])
     for row in results["rows"]:
         within = "yes" if row["total_max_ms"] < results["target_ms"] else "**no**"
         lines.append(
@@ -425,6 +433,16 @@ def render(results: dict[str, Any]) -> str:
             f"{row['decide_median_ms']:.2f} ms | {row['decide_max_ms']:.2f} ms | "
             f"{row['total_max_ms']:.2f} ms | {within} |"
         )
+    if over:
+        names = ", ".join(f"`{row['key']}`" for row in over)
+        why = (
+            "In each the time is the parse of the body itself (orjson building the objects of "
+            "up to 3 MiB, the API server's own limit on a request), before any bound of the "
+            "webhook can look at it; the decision is under the target in every row."
+            if decided
+            else "Some decisions are over the target too."
+        )
+        lines += ["", f"Over the target: {names}. {why}"]
     return "\n".join(lines) + "\n"
 
 
