@@ -9,8 +9,10 @@ Modes, each a fresh process:
 - `informer`: the path `serve` takes at start-up. A `webhook.kube_watch.Informer` lists the NADs
   from a stand-in for the API (pages of `limit` objects as JSON bytes, then a watch that stays
   quiet), exactly as it would list a cluster's, and is measured once synced.
-- `events`: `webhook.cluster.KubeNadCache.apply("ADDED", obj)` once per NAD, as a watch delivers them.
-- `replace`: `webhook.cluster.KubeNadCache.apply(REPLACE, list)` with the whole List parsed at once.
+- `events`: `webhook.cluster.KubeNadCache.apply("ADDED", obj)` once per NAD, as a watch
+  delivers them.
+- `replace`: `webhook.cluster.KubeNadCache.apply(REPLACE, list)` with the whole List parsed at
+  once.
 
 When `kube_watch` is not usable, `webhook.nads.StaticNads` is built from `NadFacts` instead, and
 `method` in the output says so.
