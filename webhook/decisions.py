@@ -1,0 +1,194 @@
+"""Answers kept in memory: reviews that read the same are answered without deciding again.
+
+A Job's or a JobSet's pods come from one template and differ only in what the decision never
+reads (names, labels, the service-account volume's random suffix, an index annotation), so all
+but the first of a batch can be answered from memory. The key is built from exactly what
+`decide_request` reads of a review (tests/unit/test_decisions.py records every read the
+decision makes and fails on any the key does not cover):
+
+- the namespace; only pod CREATEs are kept (everything else is answered at once anyway);
+- of the pod: whether it has metadata and annotations at all; the values of the annotations the
+  decision reads by name (`READ_ANNOTATIONS`); whether all annotations together exceed the API
+  server's 256 KiB (the only way the others count); every container's name and `resources`,
+  in order; whether a volume is called `podnetinfo`.
+
+Everything else the decision reads is the same for every entry of one *epoch*: the policy
+object, the NAD and namespace caches (each by identity and `generation`, which grows after
+their contents change) and the excluded namespaces. A new epoch empties the cache. Lookups
+without a generation (and not immutable) disable it.
+
+Bounded: at most `max_entries` answers (least recently used goes first), none whose key and
+answer together exceed `max_entry_bytes`; a pod that is not shaped like a pod is never kept.
+Answers to a crash in the decision are never kept either.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from webhook.admission import AdmissionRequest, Decide, response_tail
+from webhook.mutation import INJECT_ANNOTATION, MIRROR_ANNOTATION, PEER_INJECTOR_VOLUME, Decision
+from webhook.nads import NadLookup, NamespaceLookup, StaticNads, StaticNamespaces
+from webhook.networks import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION
+from webhook.pod import (
+    CONTAINER_ANNOTATION,
+    MAX_CONTAINERS,
+    TOTAL_ANNOTATION_BYTES,
+    annotation_bytes,
+    has_volume,
+)
+from webhook.policy import Policy
+
+READ_ANNOTATIONS = (
+    MIRROR_ANNOTATION,
+    NETWORKS_ANNOTATION,
+    DEFAULT_NETWORK_ANNOTATION,
+    INJECT_ANNOTATION,
+    CONTAINER_ANNOTATION,
+)
+"""The pod annotations the decision reads by name."""
+
+DEFAULT_MAX_ENTRIES = 256
+DEFAULT_MAX_ENTRY_BYTES = 16 * 1024
+"""With the defaults the answers kept hold at most 4 MiB of keys and answers."""
+
+
+def pod_key(request: AdmissionRequest) -> bytes | None:
+    """What `decide_request` reads of `request`, as bytes; None when it is not worth keeping
+    (not a pod CREATE, or a pod whose shape the decision refuses)."""
+    pod = request.object
+    if (
+        request.kind != "Pod"
+        or request.group
+        or request.sub_resource
+        or request.operation != "CREATE"
+        or not isinstance(pod, dict)
+        or not request.namespace
+    ):
+        return None
+    metadata = pod.get("metadata")
+    if metadata is None:
+        meta: list[Any] | None = None
+    elif isinstance(metadata, dict):
+        annotations = metadata.get("annotations")
+        if annotations is None:
+            meta = [None]
+        elif isinstance(annotations, dict):
+            read = {key: annotations[key] for key in READ_ANNOTATIONS if key in annotations}
+            meta = [read, annotation_bytes(annotations) > TOTAL_ANNOTATION_BYTES]
+        else:
+            return None
+    else:
+        return None
+    spec = pod.get("spec")
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    if not isinstance(containers, list) or len(containers) > MAX_CONTAINERS:
+        return None
+    parts = []
+    for container in containers:
+        if not isinstance(container, dict):
+            return None
+        parts.append((container.get("name"), container.get("resources")))
+    try:
+        return orjson.dumps((request.namespace, meta, parts, has_volume(pod, PEER_INJECTOR_VOLUME)))
+    except (TypeError, orjson.JSONEncodeError):
+        return None  # a value orjson cannot write (an integer past 64 bits): decide afresh
+
+
+def _generation(lookup: object) -> int | None:
+    if isinstance(lookup, StaticNads | StaticNamespaces):
+        return 0  # immutable
+    generation = getattr(lookup, "generation", None)
+    return generation if isinstance(generation, int) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decision and the bytes of its answer after the uid (`admission.response_tail`)."""
+
+    decision: Decision
+    tail: bytes
+
+
+class DecisionCache:
+    """Answers by `pod_key`, for one epoch at a time (see the module)."""
+
+    def __init__(
+        self,
+        decide: Decide,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+    ) -> None:
+        if max_entries < 0 or max_entry_bytes < 0:
+            raise ValueError("max_entries and max_entry_bytes must not be negative")
+        self.decide = decide
+        self.max_entries = max_entries
+        self.max_entry_bytes = max_entry_bytes
+        self._answers: OrderedDict[bytes, Answer] = OrderedDict()
+        self._epoch: tuple[object, ...] = ()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def answer(
+        self,
+        request: AdmissionRequest,
+        policy: Policy,
+        nads: NadLookup,
+        namespaces: NamespaceLookup,
+        excluded_namespaces: frozenset[str],
+    ) -> Answer:
+        """The answer for `request`: kept, or decided now (and kept when it may be). Raises what
+        `decide` raises (nothing is kept then)."""
+        # Generations are read before deciding: an answer is kept for contents at least as
+        # new as the epoch it is filed under.
+        key = pod_key(request) if self.max_entries else None
+        epoch = None
+        if key is not None:
+            nad_generation, namespace_generation = _generation(nads), _generation(namespaces)
+            if nad_generation is not None and namespace_generation is not None:
+                epoch = (
+                    policy,
+                    nads,
+                    nad_generation,
+                    namespaces,
+                    namespace_generation,
+                    excluded_namespaces,
+                )
+        if epoch is not None and key is not None:
+            if not self._same_epoch(epoch):
+                self._answers.clear()
+                self._epoch = epoch
+            kept = self._answers.get(key)
+            if kept is not None:
+                self._answers.move_to_end(key)
+                self.hits += 1
+                return kept
+            self.misses += 1
+        decision = self.decide(request, policy, nads, namespaces, excluded_namespaces)
+        answer = Answer(decision, response_tail(decision))
+        if epoch is not None and key is not None:
+            self._keep(key, answer)
+        return answer
+
+    def _same_epoch(self, epoch: tuple[object, ...]) -> bool:
+        kept = self._epoch
+        return len(kept) == len(epoch) and all(
+            a is b or a == b for a, b in zip(kept, epoch, strict=True)
+        )
+
+    def _keep(self, key: bytes, answer: Answer) -> None:
+        if len(key) + len(answer.tail) > self.max_entry_bytes:
+            return
+        self._answers[key] = answer
+        if len(self._answers) > self.max_entries:
+            self._answers.popitem(last=False)
+            self.evictions += 1
