@@ -52,6 +52,8 @@ READ_ANNOTATIONS = (
 )
 """The pod annotations the decision reads by name."""
 
+_IMMUTABLE = (StaticNads, StaticNamespaces)
+
 DEFAULT_MAX_ENTRIES = 256
 DEFAULT_MAX_ENTRY_BYTES = 16 * 1024
 """With the defaults the answers kept hold at most 4 MiB of keys and answers."""
@@ -100,8 +102,8 @@ def pod_key(request: AdmissionRequest) -> bytes | None:
 
 
 def _generation(lookup: object) -> int | None:
-    if isinstance(lookup, StaticNads | StaticNamespaces):
-        return 0  # immutable
+    if type(lookup) in _IMMUTABLE:
+        return 0
     generation = getattr(lookup, "generation", None)
     return generation if isinstance(generation, int) else None
 
@@ -130,7 +132,8 @@ class DecisionCache:
         self.max_entries = max_entries
         self.max_entry_bytes = max_entry_bytes
         self._answers: OrderedDict[bytes, Answer] = OrderedDict()
-        self._epoch: tuple[object, ...] = ()
+        # (policy, nads, its generation, namespaces, its generation, excluded namespaces)
+        self._epoch: tuple[object, ...] = (None,) * 6
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -151,11 +154,22 @@ class DecisionCache:
         # Generations are read before deciding: an answer is kept for contents at least as
         # new as the epoch it is filed under.
         key = pod_key(request) if self.max_entries else None
-        epoch = None
         if key is not None:
             nad_generation, namespace_generation = _generation(nads), _generation(namespaces)
-            if nad_generation is not None and namespace_generation is not None:
-                epoch = (
+            if nad_generation is None or namespace_generation is None:
+                key = None  # contents that may change unseen: nothing can be kept
+        if key is not None:
+            epoch = self._epoch
+            if (
+                policy is not epoch[0]
+                or nads is not epoch[1]
+                or nad_generation != epoch[2]
+                or namespaces is not epoch[3]
+                or namespace_generation != epoch[4]
+                or (excluded_namespaces is not epoch[5] and excluded_namespaces != epoch[5])
+            ):
+                self._answers.clear()
+                self._epoch = (
                     policy,
                     nads,
                     nad_generation,
@@ -163,10 +177,6 @@ class DecisionCache:
                     namespace_generation,
                     excluded_namespaces,
                 )
-        if epoch is not None and key is not None:
-            if not self._same_epoch(epoch):
-                self._answers.clear()
-                self._epoch = epoch
             kept = self._answers.get(key)
             if kept is not None:
                 self._answers.move_to_end(key)
@@ -175,15 +185,9 @@ class DecisionCache:
             self.misses += 1
         decision = self.decide(request, policy, nads, namespaces, excluded_namespaces)
         answer = Answer(decision, response_tail(decision))
-        if epoch is not None and key is not None:
+        if key is not None:
             self._keep(key, answer)
         return answer
-
-    def _same_epoch(self, epoch: tuple[object, ...]) -> bool:
-        kept = self._epoch
-        return len(kept) == len(epoch) and all(
-            a is b or a == b for a, b in zip(kept, epoch, strict=True)
-        )
 
     def _keep(self, key: bytes, answer: Answer) -> None:
         if len(key) + len(answer.tail) > self.max_entry_bytes:

@@ -207,7 +207,7 @@ class AdmissionLog:
         handlers = logger.handlers
         handler = handlers[0] if len(handlers) == 1 else None
         if (
-            not isinstance(handler, JsonLinesHandler)
+            type(handler) is not JsonLinesHandler
             or handler.level > logging.INFO
             or handler.filters
             or logger.propagate
@@ -225,9 +225,9 @@ class AdmissionLog:
             "level": "info",
             "logger": logger.name,
             "msg": "admission",
-            **fields,
         }
-        handler.put(orjson.dumps(line, default=str) + b"\n")
+        line.update(fields)
+        handler.put(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE, default=str))
 
 
 class _TextStream:

@@ -71,14 +71,28 @@ class HeadCounter:
 
         A blank line is LF CRLF or LF LF, so the count never runs past the parser's own end.
         """
-        window = self._tail + data
-        marks = ((b"\n\r\n", 3), (b"\n\n", 2))
-        ends = [at + n for mark, n in marks if (at := window.find(mark)) >= 0]
+        tail = self._tail
+        # Past this, the head is refused for its size wherever its end is: look no further.
+        reach = min(len(data), max(0, limits.max_bytes - self.size) + 3)
+        ends = []
+        crlf = data.find(b"\n\r\n", 0, reach)
+        if crlf >= 0:
+            ends.append(crlf + 3)
+        lf = data.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else reach)
+        if lf >= 0:
+            ends.append(lf + 2)
+        if tail:  # a blank line begun at the end of the previous read
+            joined = tail + data[:2]
+            ends.extend(
+                at + len(mark) - len(tail)
+                for mark in (b"\n\r\n", b"\n\n")
+                if (at := joined.find(mark)) >= 0
+            )
         complete = bool(ends)
-        counted = data[: min(ends) - len(self._tail)] if complete else data
+        counted = data[: min(ends)] if complete else data
         self.size += len(counted)
         self.lines += counted.count(b"\n")
-        self._tail = window[-2:]
+        self._tail = (tail + data)[-2:] if len(data) < 2 else data[-2:]
         header_lines = self.lines - (2 if complete else 1)  # the request line; the blank line
         if self.size > limits.max_bytes:
             return (
@@ -127,14 +141,24 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._on_refused = on_refused
         self._reviews = reviews
         self._head: HeadCounter | None = HeadCounter()
+        # One timer between requests: uvicorn's keep-alive (no byte at all for
+        # `timeout_keep_alive` seconds after an answer) and the head deadline (a head complete
+        # within `limits.timeout` seconds of the connection or the previous answer).
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadline = 0.0
+        self._quiet = False  # no byte arrived since the previous answer
         self._refused = False
         self._direct: _Direct | None = None
         self._reading_paused = False
+        # The start of the last answer's head, up to its content-length value.
+        self._head_status = 0
+        self._head_defaults: object = None
+        self._head_start = b""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_deadline = self.loop.time() + self._limits.timeout
+        self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -147,6 +171,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after a 431: read and drop
+        self._quiet = False
         if self._head is not None:
             problem = self._head.feed(data, self._limits)
             if problem is not None:
@@ -158,12 +183,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             # A body still on its way (armed only now: most arrive with their head).
             direct.timer = self.loop.call_later(BODY_TIMEOUT, self._body_timed_out)
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the ASGI scope here; it is built only for requests that go the ASGI
+        # way (on_headers_complete), the head read so far carried over.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._head = None
         if self._reviews is not None and self._answers_directly():
             self._start_direct(self._reviews)
             return
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect
+        self.headers.extend(headers)  # the list the new scope holds
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -204,9 +240,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 direct.keep_alive = False
             self._answer_direct(answer)
         self._drop_direct()
+        self.on_response_complete()
         if self.transport.is_closing():
             return
-        self.on_response_complete()
         if self.flow.write_paused and not self._reading_paused:
             # The client does not read its answers: read no more requests until it does.
             self.flow.pause_reading()
@@ -263,16 +299,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         direct.chunks = []
         status, payload = answer
         close = status in CLOSING_STATUSES or not direct.keep_alive
-        head = [STATUS_LINE[status]]
-        head.extend(
-            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
-        )
-        head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(payload))
-        if close:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
-        head.append(payload)
-        self.transport.write(b"".join(head))
+        defaults = self.server_state.default_headers  # a new list when the date changes
+        if status != self._head_status or defaults is not self._head_defaults:
+            self._head_status, self._head_defaults = status, defaults
+            self._head_start = b"".join(
+                [
+                    STATUS_LINE[status],
+                    *(name + b": " + value + b"\r\n" for name, value in defaults),
+                    b"content-type: application/json\r\ncontent-length: ",
+                ]
+            )
+        ending = b"\r\nconnection: close\r\n\r\n" if close else b"\r\n\r\n"
+        self.transport.write(b"%s%d%s%s" % (self._head_start, len(payload), ending, payload))
         if close:
             self.transport.close()
 
@@ -294,9 +332,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             direct.held.release()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_timer()
+        """uvicorn's, with its keep-alive timer folded into the head deadline's."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # a pipelined ASGI request waits: its head is complete already
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._cancel_head_timer()
+        now = self.loop.time()
+        self._head_deadline = now + self._limits.timeout
+        self._quiet = True
+        self._head_timer = self.loop.call_at(now + self.timeout_keep_alive, self._idle_timed_out)
+
+    def _idle_timed_out(self) -> None:
+        self._head_timer = None
+        if self._quiet or self.transport.is_closing():
+            self.timeout_keep_alive_handler()  # no byte of a next request: keep-alive is over
+        else:  # a head on its way: it has until its own deadline
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
 
     def _refuse(self, problem: str) -> None:
         self._refused = True
@@ -310,10 +366,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n" + body
         )
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
-
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self._limits.timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

@@ -15,8 +15,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from prometheus_client import Counter
-
 from webhook import logs
 from webhook.admission import (
     AdmissionRequest,
@@ -98,7 +96,6 @@ class Reviews:
         self.kept = DecisionCache(self._decide, max_entries=context.kept_answers)
         self.log = logs.get()
         self.admission_log = logs.AdmissionLog(self.log)
-        self._admitted: dict[tuple[str, str], Counter] = {}
 
     @property
     def max_body_bytes(self) -> int:
@@ -106,9 +103,12 @@ class Reviews:
 
     def refuse_head(self, content_type: bytes, declared: bytes | None) -> Response | None:
         """The answer to give before reading the body, or None to read it."""
-        media_type = content_type.split(b";")[0].strip().lower().decode("latin-1")
-        if media_type not in JSON_TYPES:
-            return self.reject(415, f"content type must be application/json, not {media_type!r}")
+        if content_type != b"application/json":  # as the API server sends it: nothing to parse
+            media_type = content_type.split(b";")[0].strip().lower().decode("latin-1")
+            if media_type not in JSON_TYPES:
+                return self.reject(
+                    415, f"content type must be application/json, not {media_type!r}"
+                )
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return self.too_large()
         return None
@@ -145,12 +145,7 @@ class Reviews:
         decision = answer.decision
         payload = response_head(review.uid) + answer.tail
         elapsed = time.perf_counter() - started
-        key = (decision.outcome, decision.reason)
-        counter = self._admitted.get(key)
-        if counter is None:
-            counter = self._admitted[key] = context.metrics.admissions.labels(*key)
-        counter.inc()
-        context.metrics.admission_seconds.observe(elapsed)
+        context.metrics.admissions.add(decision.outcome, decision.reason, elapsed)
         self.admission_log(
             {
                 "uid": review.uid[:_LOGGED_FIELD_LENGTH],
