@@ -2,11 +2,13 @@
 
 Installs what it needs (wrk, nginx, curl from Debian; matplotlib and py-spy into the venv),
 makes the bodies, then for each repetition and body serves the real webhook and the floor side
-by side and drives both with the same wrk command, interleaved per concurrency. Then: an open
-loop at a fixed rate, start-up time, memory with many NADs, 1 vs 2 workers when `serve
---workers` exists, and one py-spy profile. Writes RESULTS.md, latency.png, results.json (and
-the flamegraph) to benchmarks/, or with --quick to benchmarks/out/. Only 127.0.0.1 is loaded,
-for a bounded time; every process started is stopped by its id.
+by side and drives both with the same wrk command, interleaved per concurrency, reading each
+server's CPU time over every run. Then (benchmarks.patterns): an open loop at a fixed rate, the
+same rate in bursts, a Job's burst of reviews released at once; start-up time, memory with many
+NADs, 1 vs 2 workers when `serve --workers` exists, and one py-spy profile. Writes RESULTS.md,
+latency.png, results.json (and the flamegraph) to benchmarks/, or with --quick to
+benchmarks/out/. Only 127.0.0.1 is loaded, for a bounded time; every process started is stopped
+by its id.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import profiling, report
+from benchmarks import goals, patterns, profiling, report, report_patterns
 from benchmarks.bodies import BUILDERS, HEADLINE, ROOT, Body, check_answer
-from benchmarks.report import TIMES
 from benchmarks.targets import (
     VENV_BIN,
     BenchError,
@@ -59,10 +60,6 @@ PIP_PACKAGES = {"matplotlib": "matplotlib>=3.8", "py-spy": "py-spy>=0.3.14"}
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 FULL_BODIES = ("small", "8-rail", "large", "no-patch")
 QUICK_BODIES = ("small", "8-rail")
-THROUGHPUT_TARGET = 0.25
-P99_TARGET = 2.0
-RSS_TARGET_MIB = 100.0
-READY_TARGET_S = 2.0
 
 
 @dataclass
@@ -77,6 +74,11 @@ class Settings:
     rate_duration: float
     rate_warmup: float
     rate_connections: int
+    rate_burst: int
+    burst_size: int
+    burst_connections: int
+    bursts: int
+    burst_gap: float
     starts: int
     nads: int
     profile_seconds: float
@@ -347,16 +349,24 @@ def closed_loop(session: Session, items: list[Prepared], s: Settings) -> list[di
                     run_wrk(server.port, item.body_file, max(s.concurrency), s.warmup)
                 for concurrency in s.concurrency:
                     for name, server in servers.items():
+                        cpu_before = server.cpu_seconds()
                         result = run_wrk(
                             server.port, item.body_file, concurrency, s.duration, s.wrk_threads
                         )
+                        cpu = server.cpu_seconds() - cpu_before
                         result.update(
-                            body=item.body.key, concurrency=concurrency, server=name, rep=rep
+                            body=item.body.key,
+                            concurrency=concurrency,
+                            server=name,
+                            rep=rep,
+                            server_cpu_s=cpu,
+                            cpu_us_per_review=1e6 * cpu / max(1, result["requests"]),
                         )
                         runs.append(result)
                         log(
                             f"rep {rep} {item.body.key:8} c={concurrency:<3} {name:5} "
                             f"{result['rps']:8.0f} req/s  p99 {result['p99_ms']:7.2f} ms  "
+                            f"CPU {result['cpu_us_per_review']:5.0f} us/review  "
                             f"errors {result['errors']}"
                         )
             for name, server in servers.items():
@@ -372,7 +382,16 @@ def closed_loop(session: Session, items: list[Prepared], s: Settings) -> list[di
     return runs
 
 
-MEDIAN_FIELDS = ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "rss_peak_mib")
+MEDIAN_FIELDS = (
+    "rps",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "rss_peak_mib",
+    "cpu_us_per_review",
+)
 
 
 def _median_rows(
@@ -403,64 +422,14 @@ def summarise_closed(runs: list[dict[str, Any]], s: Settings) -> list[dict[str, 
         if row["server"] == "ours" and base:
             row["rps_ratio"] = row["rps"] / base["rps"] if base["rps"] else None
             row["p99_ratio"] = row["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None
+            row["cpu_ratio"] = (
+                row["cpu_us_per_review"] / base["cpu_us_per_review"]
+                if base["cpu_us_per_review"]
+                else None
+            )
     order = {key: n for n, key in enumerate(s.bodies)}
     rows.sort(key=lambda r: (order[r["body"]], r["concurrency"], r["server"] != "ours"))
     return rows
-
-
-def fixed_rate(session: Session, item: Prepared, s: Settings) -> list[dict[str, Any]]:
-    runs = []
-    for rep in range(1, s.repeat + 1):
-        ours = session.webhook(item.policy_file)
-        canned = checked_answer(ours, item, session.certs.ca)
-        floor = session.floor(canned)
-        for name, server in (("ours", ours), ("floor", floor)):
-            command = [
-                sys.executable,
-                "-m",
-                "benchmarks.rateload",
-                "--port",
-                str(server.port),
-                "--cafile",
-                str(session.certs.ca),
-                "--body",
-                str(item.body_file),
-                "--rate",
-                f"{s.rate:g}",
-                "--duration",
-                f"{s.rate_duration:g}",
-                "--warmup",
-                f"{s.rate_warmup:g}",
-                "--connections",
-                str(s.rate_connections),
-            ]
-            result = _json_from(command, timeout=s.rate_duration + s.rate_warmup + 60)
-            result.update(server=name, rep=rep)
-            runs.append(result)
-            log(
-                f"rep {rep} {s.rate:g}/s {name:5} p50 {result['p50_ms']:.2f} ms  "
-                f"p99 {result['p99_ms']:.2f} ms  achieved {result['achieved_rps']:.0f}/s  "
-                f"errors {result['errors']}"
-            )
-        session.stop(ours)
-        session.stop(floor)
-    return runs
-
-
-def _json_from(command: list[str], timeout: float) -> dict[str, Any]:
-    # Run from the first PYTHONPATH entry (the code copy) so that `webhook` is the copy.
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        cwd=os.environ.get("PYTHONPATH", str(ROOT)).split(os.pathsep)[0],
-        preexec_fn=die_with_parent,
-    )
-    if completed.returncode != 0:
-        raise BenchError(f"{shlex.join(command[1:4])} failed: {completed.stderr.strip()[-800:]}")
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
 def startup(session: Session, item: Prepared, s: Settings) -> dict[str, Any]:
@@ -491,7 +460,7 @@ def nad_memory(item: Prepared, s: Settings) -> dict[str, Any]:
         for _ in range(s.repeat):
             command = [sys.executable, "-m", "benchmarks.nad_rss", "--count", str(s.nads)]
             command += ["--policy", str(item.policy_file), "--mode", mode]
-            runs.append(_json_from(command, timeout=300))
+            runs.append(patterns.json_from(command, timeout=300))
         results["all"].extend(runs)
         median = dict(runs[0])
         for field in ("rss_before_nads_mib", "rss_mib", "hwm_mib", "seconds"):
@@ -519,8 +488,15 @@ def workers(session: Session, item: Prepared, s: Settings) -> dict[str, Any]:
             checked_answer(server, item, session.certs.ca)
             with server.polling_rss():
                 run_wrk(server.port, item.body_file, concurrency, s.warmup)
+                cpu_before = server.cpu_seconds()
                 result = run_wrk(server.port, item.body_file, concurrency, s.duration)
-            result.update(workers=count, rep=rep, rss_peak_mib=server.peak_rss_kib / 1024)
+                cpu = server.cpu_seconds() - cpu_before
+            result.update(
+                workers=count,
+                rep=rep,
+                rss_peak_mib=server.peak_rss_kib / 1024,
+                cpu_us_per_review=1e6 * cpu / max(1, result["requests"]),
+            )
             runs.append(result)
             log(f"rep {rep} workers={count} {result['rps']:.0f} req/s")
             session.stop(server)
@@ -570,62 +546,6 @@ def profile(session: Session, item: Prepared, s: Settings) -> dict[str, Any]:
 # -- the whole run ------------------------------------------------------------------------------
 
 
-def targets_table(results: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
-    rows = [r for r in results["closed_loop"]["median"] if r["body"] == HEADLINE and r["server"]]
-    rows_out = []
-    if rows:
-        ours = max((r for r in rows if r["server"] == "ours"), key=lambda r: r["rps"])
-        floor = max((r for r in rows if r["server"] == "floor"), key=lambda r: r["rps"])
-        ratio = ours["rps"] / floor["rps"] if floor["rps"] else 0.0
-        rows_out.append(
-            {
-                "target": f"throughput, {HEADLINE} pod (best concurrency of each)",
-                "goal": f"≥ {THROUGHPUT_TARGET}{TIMES} floor",
-                "measured": f"{ratio:.3f}{TIMES} ({ours['rps']:.0f} req/s at "
-                f"c={ours['concurrency']} vs {floor['rps']:.0f} at c={floor['concurrency']})",
-                "met": ratio >= THROUGHPUT_TARGET,
-                "value": ratio,
-            }
-        )
-    fixed = {r["server"]: r for r in results["fixed_rate"]["median"]}
-    if "ours" in fixed and "floor" in fixed:
-        ratio = fixed["ours"]["p99_ms"] / fixed["floor"]["p99_ms"]
-        rows_out.append(
-            {
-                "target": f"p99 at {s.rate:g} reviews/s, {HEADLINE} pod",
-                "goal": f"≤ {P99_TARGET:g}{TIMES} floor p99",
-                "measured": f"{ratio:.2f}{TIMES} ({fixed['ours']['p99_ms']:.2f} ms vs "
-                f"{fixed['floor']['p99_ms']:.2f} ms)",
-                "met": ratio <= P99_TARGET,
-                "value": ratio,
-            }
-        )
-    nads = results["nad_memory"]
-    informer, events, replace = nads["informer"], nads["events"], nads["replace"]
-    rows_out.append(
-        {
-            "target": f"RSS with {nads['nads']:,} NADs (listed by the informer, as at start-up)",
-            "goal": f"≤ {RSS_TARGET_MIB:g} MiB",
-            "measured": f"{informer['rss_mib']:.1f} MiB (peak {informer['hwm_mib']:.1f}; "
-            f"{events['rss_mib']:.1f} by watch events, {replace['rss_mib']:.1f} "
-            "by one whole List)",
-            "met": informer["rss_mib"] <= RSS_TARGET_MIB,
-            "value": informer["rss_mib"],
-        }
-    )
-    ready = results["startup"]["median_s"]
-    rows_out.append(
-        {
-            "target": "ready after start (/readyz 200)",
-            "goal": f"≤ {READY_TARGET_S:g} s",
-            "measured": f"{ready:.2f} s (median)",
-            "met": ready <= READY_TARGET_S,
-            "value": ready,
-        }
-    )
-    return rows_out
-
-
 def code_fingerprint(package: Path) -> str:
     """A short hash of the package's sources, to tell whether two runs measured the same code."""
     digest = hashlib.sha256()
@@ -672,10 +592,26 @@ def run(s: Settings, command: str) -> dict[str, Any]:
             items = prepare(bodies, work)
             headline = next((i for i in items if i.body.key == HEADLINE), None)
             headline = headline or prepare([headline_body], work)[0]
+            sections: dict[str, dict[str, Any]] = {}
+
+            @contextlib.contextmanager
+            def section(name: str) -> Iterator[None]:
+                watch = CpuNoise()
+                yield
+                sections[name] = watch.finish()
+
             log(f"closed loop: bodies {', '.join(s.bodies)}; concurrency {s.concurrency}")
-            closed = closed_loop(session, items, s)
+            with section("closed_loop"):
+                closed = closed_loop(session, items, s)
             log(f"fixed rate {s.rate:g}/s")
-            fixed = fixed_rate(session, headline, s)
+            with section("fixed_rate"):
+                fixed = patterns.at_rate(session, headline, s, 1, s.rate_connections)
+            log(f"{s.rate:g}/s in bursts of {s.rate_burst} ({s.rate_burst} clients)")
+            with section("burst_rate"):
+                bursty = patterns.at_rate(session, headline, s, s.rate_burst, s.rate_burst)
+            log(f"{s.burst_size} reviews at once on {s.burst_connections} connections")
+            with section("job_burst"):
+                burst = patterns.job_burst(session, headline, s)
             log("start-up time")
             ready = startup(session, headline, s)
             log(f"memory with {s.nads} NADs")
@@ -726,16 +662,35 @@ def run(s: Settings, command: str) -> dict[str, Any]:
             "duration": s.rate_duration,
             "warmup": s.rate_warmup,
             "generator": "benchmarks/rateload.py, threads and blocking TLS sockets",
-            "median": _fixed_medians(fixed),
+            "median": patterns.rate_medians(fixed),
             "runs": fixed,
+        },
+        "burst_rate": {
+            "rate": s.rate,
+            "body": HEADLINE,
+            "clients": s.rate_burst,
+            "duration": s.rate_duration,
+            "warmup": s.rate_warmup,
+            "median": patterns.rate_medians(bursty),
+            "runs": bursty,
+        },
+        "job_burst": {
+            "size": s.burst_size,
+            "body": HEADLINE,
+            "connections": s.burst_connections,
+            "bursts": s.bursts,
+            "gap": s.burst_gap,
+            "median": patterns.burst_medians(burst),
+            "runs": burst,
         },
         "startup": ready,
         "nad_memory": nads,
         "workers": worker_rows,
         "profile": profiled,
-        "noise": noise.finish(),
+        "noise": {**noise.finish(), "sections": sections},
     }
-    results["targets"] = targets_table(results, s)
+    results["targets"] = goals.targets_table(results)
+    results["capacity"] = report_patterns.capacity(results)
     write_outputs(results, s.out)
     return results
 
@@ -752,17 +707,6 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
 def render(results_json: Path) -> None:
     write_outputs(json.loads(results_json.read_text()), results_json.resolve().parent)
     log(f"wrote {results_json.resolve().parent}/RESULTS.md again")
-
-
-def _fixed_medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    fields = ("achieved_rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
-    rows = _median_rows(runs, ("server",), (*fields, "dispatch_lag_p99_ms"))
-    floor = next((r for r in rows if r["server"] == "floor"), None)
-    for row in rows:
-        if row["server"] == "ours" and floor and floor["p99_ms"]:
-            row["p99_ratio"] = row["p99_ms"] / floor["p99_ms"]
-    rows.sort(key=lambda r: r["server"] != "ours")
-    return rows
 
 
 def _concurrency_list(text: str) -> list[int]:
@@ -797,6 +741,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings | None]:
     parser.add_argument("--bodies", type=_body_list, help=f"among {','.join(BUILDERS)}")
     parser.add_argument("--rate", type=float, default=500.0, help="fixed rate, reviews/s (500)")
     parser.add_argument("--rate-duration", type=float, help="fixed-rate seconds (10; quick 2)")
+    parser.add_argument("--bursts", type=int, help="bursts of 64 reviews measured (50; quick 10)")
     parser.add_argument("--starts", type=int, help="start-up measurements (5; quick 3)")
     parser.add_argument("--nads", type=int, default=10_000, help="NADs in the cache (10000)")
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="py-spy seconds (10)")
@@ -827,6 +772,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings | None]:
         rate_duration=pick(args.rate_duration, 10.0, 2.0),
         rate_warmup=0.5 if quick else 1.0,
         rate_connections=16,
+        rate_burst=10,
+        burst_size=64,
+        burst_connections=16,
+        bursts=pick(args.bursts, 50, 10),
+        burst_gap=0.2,
         starts=pick(args.starts, 5, 3),
         nads=args.nads,
         profile_seconds=args.profile_seconds,
@@ -834,8 +784,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Settings | None]:
         wrk_threads=args.wrk_threads,
         out=(args.out or (BENCH_DIR / "out" if quick else BENCH_DIR)).resolve(),
     )
-    if settings.repeat < 1 or settings.duration <= 0 or settings.starts < 1 or settings.nads < 1:
-        parser.error("--repeat, --duration, --starts and --nads must be positive")
+    if min(settings.repeat, settings.starts, settings.nads, settings.bursts) < 1 or (
+        settings.duration <= 0
+    ):
+        parser.error("--repeat, --duration, --starts, --nads and --bursts must be positive")
     return args, settings
 
 

@@ -30,13 +30,18 @@ LAYERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("metrics (prometheus_client)", r"prometheus_client/|webhook/metrics\.py"),
         (
             "decision (mutation, networks, policy, patch, jsonpointer)",
-            r"webhook/(mutation|networks|policy|patch|quantity|nads)\.py|jsonpointer",
+            r"webhook/(mutation|placement|plan|pod|references|networks|gojson|golang|policy|"
+            r"patch|quantity|nads|messages)\.py|jsonpointer",
         ),
+        ("kept answers (webhook.decisions: key, lookup)", r"webhook/decisions\.py"),
         ("AdmissionReview parse/build (orjson, base64)", r"webhook/admission\.py|orjson"),
-        ("webhook handler (server.py)", r"webhook/server\.py"),
+        ("review handling (webhook.reviews, server.py)", r"webhook/(reviews|server)\.py"),
         ("pydantic", r"pydantic"),
         ("FastAPI/Starlette (routing, middleware, request)", r"fastapi/|starlette/"),
-        ("uvicorn + httptools (HTTP/1.1)", r"uvicorn/|httptools|parser\.c"),
+        (
+            "HTTP/1.1 (uvicorn, httptools, webhook.protocol)",
+            r"uvicorn/|httptools|parser\.c|webhook/protocol\.py",
+        ),
         ("event loop, sockets (uvloop, asyncio)", r"uvloop|loop\.c|asyncio|\buv_"),
         ("garbage collection", r"gc_collect|collect_with_callback|collect_generations"),
     )

@@ -11,6 +11,12 @@ timeout is in whole milliseconds, which would add up to a millisecond to every l
 `time.sleep` is precise to tens of microseconds. The generator's own lateness (dispatch lag)
 is reported so it can be told apart from the server's.
 
+With `--burst N` requests are sent N at a time, a group every N / rate seconds, as N clients
+that each send at rate / N on their own connection and happen to tick together would (10 x 50/s
+is 500/s arriving as 10 at once every 20 ms). With `--cpu-pids` it also reads the server's CPU
+time (utime + stime, /proc) when the measured window starts and after the last answer, and
+reports it per measured review.
+
 Run in its own process: python -m benchmarks.rateload --port P --cafile CA --body FILE
 """
 
@@ -19,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import queue
 import socket
 import ssl
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +116,21 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of `pids` (all their threads) from /proc; a process gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
 def run(
     port: int,
     cafile: Path,
@@ -116,6 +139,8 @@ def run(
     duration: float,
     warmup: float,
     connections: int,
+    burst: int = 1,
+    cpu_pids: Sequence[int] = (),
 ) -> dict[str, Any]:
     sys.setswitchinterval(0.0002)  # hand the GIL over quickly to a thread whose answer arrived
     context = ssl.create_default_context(cafile=str(cafile))
@@ -152,29 +177,40 @@ def run(
         thread.start()
 
     total = round(rate * (warmup + duration))
-    interval = 1.0 / rate
+    interval = burst / rate  # between groups; a group of `burst` requests is sent at once
     start = time.perf_counter() + 0.05
-    for i in range(total):
-        scheduled = start + i * interval
+    measured_from = start + warmup
+    cpu_start = None
+    for group in range(math.ceil(total / burst)):
+        scheduled = start + group * interval
         delay = scheduled - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        work.put(scheduled)
+        if cpu_start is None and scheduled >= measured_from:
+            cpu_start = cpu_seconds(cpu_pids)
+        for _ in range(min(burst, total - group * burst)):
+            work.put(scheduled)
     for _ in threads:
         work.put(_STOP)
     for thread in threads:
         thread.join(timeout=duration + 30)
+    cpu_end = cpu_seconds(cpu_pids)
     for connection in pool:
         connection.close()
 
-    measured_from = start + warmup
     kept = sorted((s, p, f) for s, p, f in samples if s >= measured_from)
     latencies = sorted((f - s) * 1000 for s, _, f in kept)
     lags = sorted((p - s) * 1000 for s, p, _ in kept)
     span = (kept[-1][2] - kept[0][0]) if kept else 0.0
     non2xx = sum(n for status, n in statuses.items() if not 200 <= status < 300)
+    server_cpu = cpu_end - cpu_start if cpu_pids and cpu_start is not None else None
     return {
         "rate": rate,
+        "burst": burst,
+        "server_cpu_s": server_cpu,
+        "cpu_us_per_review": 1e6 * server_cpu / len(latencies)
+        if server_cpu is not None and latencies
+        else None,
         "connections": connections,
         "duration_s": duration,
         "warmup_s": warmup,
@@ -203,9 +239,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds at rate, not measured")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--burst", type=int, default=1, help="requests sent at once (1)")
+    parser.add_argument(
+        "--cpu-pids", default="", help="server process ids whose CPU time to report, a,b,..."
+    )
     args = parser.parse_args()
-    if args.rate <= 0 or args.duration <= 0 or args.connections < 1:
-        parser.error("--rate, --duration and --connections must be positive")
+    if args.rate <= 0 or args.duration <= 0 or args.connections < 1 or args.burst < 1:
+        parser.error("--rate, --duration, --connections and --burst must be positive")
     result = run(
         args.port,
         args.cafile,
@@ -214,6 +254,8 @@ def main() -> int:
         args.duration,
         args.warmup,
         args.connections,
+        args.burst,
+        [int(pid) for pid in args.cpu_pids.split(",") if pid.strip()],
     )
     print(json.dumps(result))
     return 0

@@ -6,36 +6,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks import report_patterns, tables
 from benchmarks.bodies import HEADLINE
+from benchmarks.tables import FLOOR, OURS, SERVER_NAMES, TIMES
 
-TIMES = "\N{MULTIPLICATION SIGN}"
-OURS = "ours"
-FLOOR = "floor"
-SERVER_NAMES = {OURS: "gpu-rdma-injector", FLOOR: "nginx floor"}
+__all__ = ["FLOOR", "OURS", "SERVER_NAMES", "TIMES", "markdown", "plot"]
 
-
-def _ms(value: float) -> str:
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _ratio(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}{TIMES}" if value < 10 else f"{value:.0f}{TIMES}"
+_ms = tables.ms
+_ratio = tables.ratio
+_table = tables.table
 
 
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else "met" if ok else "**not met**"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines
 
 
 def markdown(results: dict[str, Any], picture: str | None) -> str:
@@ -43,7 +26,7 @@ def markdown(results: dict[str, Any], picture: str | None) -> str:
     settings = meta["settings"]
     machine = meta["machine"]
     out: list[str] = [
-        "# Benchmark results: gpu-rdma-injector vs an nginx floor (issue 5)",
+        "# Benchmark results: gpu-rdma-injector vs an nginx floor (issues 5 and 14)",
         "",
         f"Measured {meta['date']} on commit `{meta['commit']}`"
         + (" (work tree had uncommitted changes)" if meta.get("dirty") else "")
@@ -114,6 +97,8 @@ def markdown(results: dict[str, Any], picture: str | None) -> str:
                 _ms(row["p99_ms"]),
                 _ms(row["max_ms"]),
                 _ratio(row.get("p99_ratio")) if ours else "",
+                tables.us(row.get("cpu_us_per_review")),
+                _ratio(row.get("cpu_ratio")) if ours else "",
                 str(row["errors"]),
                 f"{row['rss_peak_mib']:.0f}",
                 f"{row['spread_pct']:.0f}%",
@@ -131,6 +116,8 @@ def markdown(results: dict[str, Any], picture: str | None) -> str:
             "p99",
             "max",
             f"p99 {TIMES} floor",
+            "CPU µs/review",
+            f"CPU {TIMES} floor",
             "errors",
             "peak RSS MiB",
             "spread",
@@ -139,7 +126,11 @@ def markdown(results: dict[str, Any], picture: str | None) -> str:
     )
     out += [
         "",
-        "`errors` = answers that were not 2xx plus socket errors (connect, read, write, "
+        "`CPU µs/review` is the server's CPU time (utime + stime of its process tree, from "
+        "/proc, every thread) over the run divided by the reviews answered in it: the TLS, "
+        "HTTP, decision and log line of one review, whatever the load generator costs. "
+        + report_patterns.noise_sentence(results, "closed_loop")
+        + " `errors` = answers that were not 2xx plus socket errors (connect, read, write, "
         "timeout > 5 s). `peak RSS` is the server's whole process tree over its session with "
         "that body (warm-up and every concurrency, so the same on each of its rows): the "
         "kernel's VmHWM when it stopped, or the highest VmRSS polled every 50 ms, whichever "
@@ -147,40 +138,7 @@ def markdown(results: dict[str, Any], picture: str | None) -> str:
         "",
     ]
 
-    fixed = results["fixed_rate"]
-    out += [
-        f"## Fixed rate: {fixed['rate']:g} reviews/s, {fixed['body']} body (open loop)",
-        "",
-        f"A Python generator ({fixed['generator']}) sends request i at start + i/rate on "
-        f"{fixed['connections']} keep-alive TLS connections whatever happened before, and times "
-        "each from its *scheduled* send time, so a stall is not hidden (no coordinated "
-        f"omission); {fixed['duration']:g} s measured after {fixed['warmup']:g} s at rate. "
-        "`lag` is the generator's own delay in picking a request up (its measurement floor).",
-        "",
-    ]
-    rows = [
-        [
-            SERVER_NAMES[row["server"]],
-            f"{row['achieved_rps']:.0f}",
-            _ms(row["p50_ms"]),
-            _ms(row["p90_ms"]),
-            _ms(row["p99_ms"]),
-            _ms(row["p999_ms"]),
-            _ms(row["max_ms"]),
-            _ratio(row.get("p99_ratio")) if row["server"] == OURS else "",
-            str(row["errors"]),
-            _ms(row["dispatch_lag_p99_ms"]),
-        ]
-        for row in fixed["median"]
-    ]
-    out += _table(
-        [
-            *("server", "req/s", "p50", "p90", "p99", "p99.9", "max"),
-            *(f"p99 {TIMES} floor", "errors", "lag p99"),
-        ],
-        rows,
-    )
-    out.append("")
+    out += report_patterns.sections(results)
 
     startup = results["startup"]
     out += [

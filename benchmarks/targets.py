@@ -147,6 +147,21 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of `pids` (every thread of each), from /proc; a process gone counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _CLOCK_TICKS
+
+
 def status_kib(pid: int, field: str) -> int:
     """A `VmRSS`/`VmHWM`-style field of /proc/<pid>/status in KiB; 0 when the process is gone."""
     try:
@@ -206,6 +221,10 @@ class Served:
 
     def rss_kib(self) -> int:
         return sum(status_kib(pid, "VmRSS") for pid in process_tree(self.pid))
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server's process tree has used so far."""
+        return cpu_seconds(process_tree(self.pid))
 
     def hwm_kib(self) -> int:
         return sum(status_kib(pid, "VmHWM") for pid in process_tree(self.pid))

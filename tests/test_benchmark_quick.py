@@ -69,23 +69,49 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
                 assert row["p50_ms"] > 0, row
                 assert row["rss_peak_mib"] > 0, row
                 name = "gpu-rdma-injector" if server == "ours" else "nginx floor"
+                assert row["cpu_us_per_review"] > 0, row
                 assert f"| {body} | {concurrency} | {name} | " in table
 
-    fixed = {r["server"]: r for r in results["fixed_rate"]["median"]}
-    assert set(fixed) == set(SERVERS)
-    assert all(row["achieved_rps"] > 0 and row["p99_ms"] > 0 for row in fixed.values())
+    for pattern in ("fixed_rate", "burst_rate"):
+        fixed = {r["server"]: r for r in results[pattern]["median"]}
+        assert set(fixed) == set(SERVERS), pattern
+        for row in fixed.values():
+            assert row["achieved_rps"] > 0, row
+            assert row["p99_ms"] > 0, row
+            # A few hundred reviews of the floor's can take under one clock tick of CPU.
+            assert row["cpu_us_per_review"] >= 0, row
+        assert fixed["ours"]["cpu_us_per_review"] > 0
+    burst = {r["server"]: r for r in results["job_burst"]["median"]}
+    assert set(burst) == set(SERVERS)
+    for row in burst.values():
+        assert row["median_ms"] > 0, row
+        assert row["cpu_us_per_review"] >= 0, row
+        assert row["errors"] == 0, row
+    assert burst["ours"]["cpu_us_per_review"] > 0
+    assert results["capacity"]["reviews_per_second"] > 0
     assert results["startup"]["median_s"] > 0
     nads = results["nad_memory"]
     for mode in ("informer", "events", "replace"):
         assert nads[mode]["cached"] == nads["nads"] == 10_000, nads[mode]
         assert nads[mode]["rss_mib"] > 0
     assert [t["target"].split(",")[0].split(" (")[0] for t in results["targets"]] == [
-        "throughput",
-        "p99 at 500 reviews/s",
+        "CPU per review",
+        "CPU per review",
+        "64 reviews released at once on 16 warm connections",
+        "p99 at 500 reviews/s in bursts",
+        "p99 at 500 reviews/s evenly",
         "RSS with 10",
         "ready after start",
     ]
-    for heading in ("## Against the issue's targets", "## Fixed rate", "## Start-up", "## Workers"):
+    assert all(isinstance(t["met"], bool) for t in results["targets"])
+    for heading in (
+        "## Against the issue's targets",
+        "## Fixed rate",
+        "## A Job's burst",
+        "## One replica at its CPU request",
+        "## Start-up",
+        "## Workers",
+    ):
         assert heading in table
     if not results["workers"]["available"]:
         assert "not available" in table

@@ -83,6 +83,11 @@ class _InformerGroup(Generic[V]):
         return sum(informer.size for informer in self._informers)
 
     @property
+    def generation(self) -> int:
+        """Grows whenever the contents change (see `Informer.generation`)."""
+        return sum(informer.generation for informer in self._informers)
+
+    @property
     def watch_restarts(self) -> int:
         return sum(informer.watch_restarts for informer in self._informers)
 

@@ -20,9 +20,12 @@ slow and knows nothing of custom resources anyway.
 
 Threading: one writer (the informer thread, or whoever calls `apply` when no thread runs) and
 any number of readers. A re-list builds a new store and swaps one reference, so a reader sees
-either the old contents or the new, never a mix. `stop()` ends the thread promptly, also while
-it is blocked reading a watch: the response's socket is shut down under it. Only the wait for
-response headers cannot be cut short; the connect and read timeouts bound it.
+either the old contents or the new, never a mix. `generation` counts changes of the contents,
+raised only *after* each change is in place: a reader that read it before reading the contents
+saw contents at least that new (what a cache of answers computed from them relies on).
+`stop()` ends the thread promptly, also while it is blocked reading a watch: the response's
+socket is shut down under it. Only the wait for response headers cannot be cut short; the
+connect and read timeouts bound it.
 """
 
 from __future__ import annotations
@@ -146,7 +149,8 @@ class Informer(Generic[V]):
     timeout is resumed without counting), `relists` (lists after the first, i.e. after 410
     Gone), `last_error` (the latest failure, kept after recovery), `consecutive_failures`
     (failures since the last successful list or watch connection; 0 when healthy),
-    `resource_version`.
+    `resource_version`, `generation` (changes of the cached values; an event that leaves a
+    value as it was does not count).
     """
 
     def __init__(
@@ -164,6 +168,7 @@ class Informer(Generic[V]):
         self._transform = transform
         self._on_synced = on_synced
         self._store: _Store[V] = _Store()
+        self.generation = 0
         self._resource_version: str | None = None
         self.synced = threading.Event()
         self.watch_restarts = 0
@@ -221,18 +226,24 @@ class Informer(Generic[V]):
         if event_type == "DELETED":
             key = key_of(obj)
             if key is not None:
-                self._store.remove(key)
+                self._remove(key)
         elif event_type != "BOOKMARK":
             decoded = self._decode(obj)
             if decoded is not None:
                 key, value = decoded
                 if value is None:
-                    self._store.remove(key)
-                else:
+                    self._remove(key)
+                elif self._store.items.get(key) != value:
                     self._store.put(key, value)
+                    self.generation += 1
         resource_version = resource_version_of(obj)
         if resource_version is not None:
             self._resource_version = resource_version
+
+    def _remove(self, key: Key) -> None:
+        if key in self._store.items:
+            self._store.remove(key)
+            self.generation += 1
 
     def _replace(self, list_object: Mapping[str, Any]) -> None:
         items: dict[Key, V] = {}
@@ -249,7 +260,9 @@ class Informer(Generic[V]):
         """Replace the whole contents at once (readers see old or new, never a mix)."""
         if resource_version is None:
             raise ValueError(f"{self.name}: the list has no metadata.resourceVersion to watch from")
-        self._store = _Store(items)
+        if items != self._store.items:
+            self._store = _Store(items)
+            self.generation += 1
         self._resource_version = resource_version
         if not self.synced.is_set():
             self.synced.set()

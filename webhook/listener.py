@@ -27,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from webhook.protocol import BoundedHttpProtocol, HeadLimits
+from webhook.reviews import Reviews
 
 log = logging.getLogger("gpu_rdma_injector.listener")
 
@@ -142,7 +143,8 @@ class Listener:
 
 
 class BoundedServer(uvicorn.Server):
-    """uvicorn's server on given listening sockets, behind `Listener`s."""
+    """uvicorn's server on given listening sockets, behind `Listener`s; with `reviews`, its
+    connections answer POST /mutate themselves (webhook.protocol)."""
 
     def __init__(
         self,
@@ -150,11 +152,13 @@ class BoundedServer(uvicorn.Server):
         ssl_context: ssl.SSLContext,
         limits: ConnectionLimits,
         counts: ConnectionCounts,
+        reviews: Reviews | None = None,
     ) -> None:
         super().__init__(config)
         self._ssl_context = ssl_context
         self._limits = limits
         self._counts = counts
+        self._reviews = reviews
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
@@ -177,6 +181,7 @@ class BoundedServer(uvicorn.Server):
             limits=self._limits.head,
             on_closed=on_closed,
             on_refused=self._refused,
+            reviews=self._reviews,
         )
 
     def _refused(self, problem: str) -> None:

@@ -26,7 +26,8 @@ from webhook.listener import BoundedServer, ConnectionCounts, ConnectionLimits
 from webhook.metrics import ScrapeValue
 from webhook.policy import PolicyError
 from webhook.reload import PolicyStore
-from webhook.server import DEFAULT_BODY_BUDGET, AppContext, create_app, describe
+from webhook.reviews import Reviews
+from webhook.server import DEFAULT_BODY_BUDGET, AppContext, create_app, describe, reviews_of
 from webhook.settings import ServeSettings, UsageError
 from webhook.tls import ReloadingTLS
 from webhook.workers import listening_socket, run_workers
@@ -134,15 +135,17 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
     limits = ConnectionLimits(max_connections=max(1, settings.max_connections // settings.workers))
     counts = ConnectionCounts()
     context.metrics.add_scrape_values(lambda: _connection_values(limits, counts))
+    app = create_app(context)
     config = uvicorn.Config(
-        create_app(context),
+        app,
         log_config=None,
         access_log=False,
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = BoundedServer(config, tls.context, limits, counts)
+    server = BoundedServer(config, tls.context, limits, counts, reviews_of(app))
+    context.metrics.add_scrape_values(lambda: _kept_answer_values(reviews_of(app)))
     for task in background:
         task.start()
     logs.get().info(
@@ -162,11 +165,19 @@ def _serve_process(settings: ServeSettings, files: ServingFiles, sock: socket.so
     # collector's full passes, which would otherwise walk it and stall reviews for milliseconds.
     gc.collect()
     gc.freeze()
+    # Log lines are written in batches from here on (webhook.logs), and all of them on the way out.
+    lines = (
+        logs.batch_lines(interval=settings.log_flush_interval)
+        if settings.log_flush_interval
+        else None
+    )
     try:
         server.run(sockets=[sock])
     finally:
         for task in background:
             task.stop()
+        if lines is not None:
+            lines.close()
     return 0
 
 
@@ -185,6 +196,29 @@ def _background_audit(settings: ServeSettings, files: ServingFiles, context: App
     auditor = BackgroundAudit(command, settings.audit_interval)
     context.metrics.registry.register(auditor.collector())
     return auditor
+
+
+def _kept_answer_values(reviews: Reviews) -> list[ScrapeValue]:
+    kept = reviews.kept
+    return [
+        ScrapeValue(
+            "gpu_rdma_injector_kept_answers",
+            "Answers kept for reviews that read the same as one answered before.",
+            len(kept),
+        ),
+        ScrapeValue(
+            "gpu_rdma_injector_kept_answer_hits",
+            "Reviews answered with a kept answer.",
+            kept.hits,
+            counter=True,
+        ),
+        ScrapeValue(
+            "gpu_rdma_injector_kept_answer_misses",
+            "Reviews that could be kept but were decided afresh.",
+            kept.misses,
+            counter=True,
+        ),
+    ]
 
 
 def _connection_values(limits: ConnectionLimits, counts: ConnectionCounts) -> list[ScrapeValue]:

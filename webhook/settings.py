@@ -131,6 +131,14 @@ class ServeSettings(PolicyOption):
     host: str = option("0.0.0.0", "address to listen on", metavar="ADDRESS")
     port: int = option(8443, "HTTPS port", metavar="PORT", ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = option("info", "log level")
+    log_flush_interval: float = option(
+        0.1,
+        "log lines are written in batches at least this often (warnings and errors at once, "
+        "everything on exit); 0 writes each line at once",
+        metavar="SECONDS",
+        ge=0,
+        le=10,
+    )
     workers: int = option(
         1, "server processes sharing the port (about one per core)", metavar="N", ge=1
     )

@@ -164,6 +164,14 @@ COMBINATIONS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
         },
     ),
     "single-replica": (RELEASE, [], {"replicaCount": 1}),
+    "autoscaling": (
+        RELEASE,
+        [],
+        {
+            "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 8},
+            "podDisruptionBudget": {"minAvailable": 2},
+        },
+    ),
     # Every optional branch of the templates at once, with a release name past 63 characters.
     "kitchen-sink": (
         LONG_RELEASE,
@@ -667,6 +675,7 @@ def test_only_known_custom_resources(combination: str, rendered: Callable[[str],
         ("v1", "ServiceAccount"),
         ("apps/v1", "Deployment"),
         ("policy/v1", "PodDisruptionBudget"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"),

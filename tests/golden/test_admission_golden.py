@@ -76,6 +76,8 @@ def test_golden_case(case: Path) -> None:
         (case / "patch.json").write_text(json.dumps(patch, indent=2) + "\n")
 
     assert raw == (case / "response.json").read_bytes(), "response differs from response.json"
+    again_raw, _ = _review(client, body)  # answered from the kept answers (webhook.decisions)
+    assert again_raw == raw, "a second review of the same request answers differently"
     assert patch == load_json(case / "patch.json")
     answer = review["response"]
     assert review["apiVersion"] == "admission.k8s.io/v1"

@@ -150,3 +150,35 @@ def test_a_request_that_never_completes_delays_exit_but_not_past_the_grace_perio
     write_report("shutdown-stalled", {"exit_code": exit_code, "seconds_to_exit": round(took, 2)})
     assert exit_code == 0
     assert took < TERMINATION_GRACE_SECONDS, took
+
+
+LOGGED_REVIEWS = 300
+
+
+@pytest.mark.timeout(scaled(120, 300))
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_sigterm_loses_no_admission_line(tmp_path: Path, workers: int) -> None:
+    """Admission lines are written in batches (webhook.logs): the lines of the reviews answered
+    just before SIGTERM are still waiting for their batch when it arrives, and must all be in
+    the log when the process has exited."""
+    # A batch gathers for 10 s here: the lines of the last reviews are surely still waiting.
+    args = ["--workers", str(workers), "--log-flush-interval", "10"]
+    with running_server(tmp_path, args) as server:
+        template = capture("create-gpu-pod-no-annotations.json")
+        connections = [open_tls(server) for _ in range(4)]
+        for index in range(LOGGED_REVIEWS):
+            template["request"]["uid"] = f"logged-{index}"
+            body = json.dumps(template).encode()
+            sock = connections[index % len(connections)]
+            sock.sendall(request_head(len(body)) + body)
+            assert read_response(sock, 10)[0] == 200
+        server.process.send_signal(signal.SIGTERM)  # at once: the last batch is still waiting
+        for sock in connections:
+            sock.close()
+        assert server.process.wait(timeout=TERMINATION_GRACE_SECONDS) == 0
+        log = server.log()
+
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    logged = [entry["uid"] for entry in entries if entry.get("msg") == "admission"]
+    assert sorted(logged) == sorted(f"logged-{index}" for index in range(LOGGED_REVIEWS))
+    assert len(logged) == LOGGED_REVIEWS  # each once

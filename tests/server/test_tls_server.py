@@ -106,10 +106,16 @@ def test_wrong_method(server: ServerProcess) -> None:
 
 
 def test_health_ready_metrics(server: ServerProcess) -> None:
+    review = json.loads((REAL / "create-gpu-pod-no-annotations.json").read_bytes())
+    review["request"]["namespace"] = "metrics-test"  # a pod no other test sends
+    pod = json.dumps(review).encode()
     with server.client() as client:
         assert client.get("/healthz").text == "ok\n"
         assert client.get("/readyz").text == "ready\n"
         client.post("/mutate", content=(REAL / "update-label.json").read_bytes(), headers=JSON)
+        before = _samples(client.get("/metrics").text)
+        for _ in range(3):  # decided once, then answered from memory twice
+            assert client.post("/mutate", content=pod, headers=JSON).status_code == 200
         metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
@@ -119,6 +125,20 @@ def test_health_ready_metrics(server: ServerProcess) -> None:
     )
     assert "gpu_rdma_injector_admission_duration_seconds_bucket" in metrics.text
     assert "gpu_rdma_injector_certificate_expiry_timestamp_seconds" in metrics.text
+    after = _samples(metrics.text)
+    kept = "gpu_rdma_injector_kept_answer"
+    assert after[f"{kept}s"] == before[f"{kept}s"] + 1
+    assert after[f"{kept}_misses_total"] == before[f"{kept}_misses_total"] + 1
+    assert after[f"{kept}_hits_total"] == before[f"{kept}_hits_total"] + 2
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page."""
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name and not name.startswith("#") and "{" not in name
+    }
 
 
 def test_one_json_log_line_per_admission_without_pod_spec(server: ServerProcess) -> None:

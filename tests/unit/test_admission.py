@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 
+import orjson
 import pytest
 from conftest import FIXTURES
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webhook.admission import (
     ReviewError,
@@ -15,9 +18,12 @@ from webhook.admission import (
     error_body,
     internal_error,
     parse_review,
+    response_head,
+    response_tail,
 )
-from webhook.mutation import NO_NADS, denied
+from webhook.mutation import NO_NADS, Decision, denied
 from webhook.nads import NO_NAMESPACES
+from webhook.patch import Op, serialize
 from webhook.policy import default_policy
 
 REAL = FIXTURES / "admission-reviews"
@@ -167,3 +173,42 @@ def test_excluded_namespaces_are_never_mutated() -> None:
         "excluded-namespace"
     )
     assert decide_request(kube_system, default_policy(), NO_NADS, NO_NAMESPACES).patch == ()
+
+
+_DECISIONS = st.builds(
+    Decision,
+    allowed=st.booleans(),
+    outcome=st.sampled_from(["mutated", "unchanged", "skipped", "denied", "error"]),
+    reason=st.text(max_size=20),
+    patch=st.lists(
+        st.builds(
+            Op,
+            op=st.sampled_from(["add", "replace", "remove"]),
+            path=st.text(max_size=30),
+            value=st.one_of(st.text(), st.integers(0, 64), st.dictionaries(st.text(), st.text())),
+        ),
+        max_size=4,
+    ).map(tuple),
+    warnings=st.lists(st.text(max_size=40), max_size=3).map(tuple),
+    message=st.text(max_size=40),
+    code=st.sampled_from([200, 400, 403, 422, 500, 599]),
+)
+
+
+@given(uid=st.text(), decision=_DECISIONS)
+def test_the_answer_in_two_pieces_is_the_whole_review_as_orjson_writes_it(
+    uid: str, decision: Decision
+) -> None:
+    """`build_response` writes head and tail separately (the tail is what is kept); the bytes
+    are those of the whole typed review serialised at once."""
+    response: dict[str, object] = {"uid": uid, "allowed": decision.allowed}
+    if decision.allowed and decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(serialize(decision.patch)).decode("ascii")
+    if not decision.allowed:
+        response["status"] = json.loads(build_response("x", decision))["response"]["status"]
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    whole = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+    assert build_response(uid, decision) == orjson.dumps(whole)
+    assert build_response(uid, decision) == response_head(uid) + response_tail(decision)

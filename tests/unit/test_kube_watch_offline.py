@@ -421,3 +421,39 @@ def test_the_backoff_starts_again_after_a_long_healthy_watch_is_dropped() -> Non
     script = [ConnectionRefusedError("1"), ConnectionRefusedError("2"), (0.1, "drop")]
     script += [ConnectionRefusedError("3")]
     assert _failures_seen(script, 4) == [1, 2, 1, 2]
+
+
+def test_generation_counts_changes_of_the_contents_only() -> None:
+    """The kept answers (webhook.decisions) start afresh when it grows; an event that leaves
+    every value as it was must not throw them away."""
+    cache = informer()
+    cache.apply(REPLACE, listing(nad("a", resource="example.com/a"), rv="1"))
+    assert cache.generation == 1
+    cache.apply(REPLACE, listing(nad("a", resource="example.com/a"), rv="2"))
+    assert cache.generation == 1  # re-listed, same contents
+    cache.apply("MODIFIED", nad("a", rv="3", resource="example.com/a"))
+    cache.apply("BOOKMARK", {"metadata": {"resourceVersion": "4"}})
+    assert cache.generation == 1  # a new resourceVersion, the same facts
+    cache.apply("MODIFIED", nad("a", rv="5", resource="example.com/b"))
+    assert cache.generation == 2
+    cache.apply("ADDED", nad("b", rv="6"))
+    assert cache.generation == 3
+    cache.apply("DELETED", nad("b", rv="7"))
+    cache.apply("DELETED", nad("never-there", rv="8"))
+    assert cache.generation == 4
+    refused = nad("a", rv="9")
+    refused["metadata"]["annotations"] = {RESOURCE_NAME_ANNOTATION: 5}  # not a string: dropped
+    cache.apply("MODIFIED", refused)
+    assert cache.get("ml-training", "a") is None
+    assert cache.generation == 5
+
+
+def test_the_nad_cache_generation_grows_with_any_of_its_informers(
+    api_client: kubernetes.client.ApiClient,
+) -> None:
+    cache = KubeNadCache(api_client, namespaces=["team-a", "team-b"])
+    before = cache.generation
+    cache.apply("ADDED", nad("x", namespace="team-b", resource="example.com/x"))
+    assert cache.generation == before + 1
+    cache.apply("ADDED", nad("x", namespace="elsewhere", resource="example.com/x"))
+    assert cache.generation == before + 1  # not watched: nothing changed

@@ -188,7 +188,55 @@ privateKey:
 Fails the render with one clear sentence when values that the schema cannot check together are
 inconsistent. Included from the templates that depend on them.
 */}}
+{{/*
+The fewest replicas the webhook runs with: the autoscaler's minimum when it is on, else
+replicaCount.
+*/}}
+{{- define "gpu-rdma-injector.fewestReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/*
+Refuse an autoscaler whose bounds are reversed or that has no CPU request to aim at, and a
+PodDisruptionBudget that would block every eviction with the fewest replicas (a node drain would
+hang on it).
+*/}}
+{{- define "gpu-rdma-injector.validateScaling" -}}
+{{- $fewest := int (include "gpu-rdma-injector.fewestReplicas" .) }}
+{{- $from := ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}
+{{- if .Values.autoscaling.enabled }}
+{{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) is below autoscaling.minReplicas (%d); raise maxReplicas or lower minReplicas." (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- end }}
+{{- if not ((.Values.resources).requests).cpu }}
+{{- fail "autoscaling.enabled needs resources.requests.cpu: the autoscaler aims at a share of the CPU request." }}
+{{- end }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (gt $fewest 1) }}
+{{- $max := toString $pdb.maxUnavailable }}
+{{- if ne $max "" }}
+{{- if or (eq $max "0") (eq $max "0%") }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable %s blocks every eviction (node drains hang); use 1, or leave it empty for minAvailable." $max) }}
+{{- end }}
+{{- else }}
+{{- $min := toString $pdb.minAvailable }}
+{{- $needed := 0 }}
+{{- if hasSuffix "%" $min }}
+{{- $percent := int (trimSuffix "%" $min) }}
+{{- $needed = div (add (mul $percent $fewest) 99) 100 }}
+{{- else }}
+{{- $needed = int $min }}
+{{- end }}
+{{- if ge (int $needed) $fewest }}
+{{- fail (printf "podDisruptionBudget.minAvailable %s keeps all %d replicas (%s) and so blocks every eviction (node drains hang); keep fewer than %d, or raise %s." $min $fewest $from $fewest $from) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "gpu-rdma-injector.validateValues" -}}
+{{- include "gpu-rdma-injector.validateScaling" . }}
 {{- if eq .Values.certificates.mode "secret" }}
 {{- if not .Values.certificates.secret.name }}
 {{- fail "certificates.secret.name is required when certificates.mode is \"secret\": name an existing kubernetes.io/tls Secret in the release namespace." }}
