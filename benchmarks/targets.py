@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bodies import ROOT
+from benchmarks.rateload import cpu_seconds
 
 VENV_BIN = ROOT / ".venv" / "bin"
 INJECTOR = VENV_BIN / "gpu-rdma-injector"
@@ -145,21 +146,6 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current)
         todo.extend(children.get(current, ()))
     return tree
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of `pids` (every thread of each), from /proc; a process gone counts 0."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / _CLOCK_TICKS
 
 
 def status_kib(pid: int, field: str) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from conftest import FIXTURES
 
+from webhook.audit_dump import KINDS
 from webhook.findings import Inventory
 
 ADMITTED = json.loads(
@@ -516,15 +517,7 @@ def one_of_each(ca_bundle: str) -> list[dict[str, Any]]:
 
 
 def inventory(*objects: dict[str, Any], **more: Any) -> Inventory:
-    kinds = {
-        "Pod": "pods",
-        "NetworkAttachmentDefinition": "nads",
-        "Namespace": "namespaces",
-        "Node": "nodes",
-        "Event": "events",
-        "MutatingWebhookConfiguration": "webhooks",
-    }
     found: dict[str, list[dict[str, Any]]] = {}
     for obj in objects:
-        found.setdefault(kinds[obj["kind"]], []).append(obj)
+        found.setdefault(KINDS[obj["kind"]], []).append(obj)
     return Inventory(**{kind: tuple(items) for kind, items in found.items()}, **more)
