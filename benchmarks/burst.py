@@ -28,7 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.rateload import Connection, build_request, cpu_seconds, percentile
+from benchmarks.rateload import (
+    Connection,
+    add_target_arguments,
+    build_request,
+    cpu_seconds,
+    parse_cpu_pids,
+    percentile,
+)
 
 _STOP = -1.0
 
@@ -138,16 +145,11 @@ def run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--cafile", type=Path, required=True)
-    parser.add_argument("--body", type=Path, required=True)
+    add_target_arguments(parser)
     parser.add_argument("--size", type=int, default=64, help="reviews released at once (64)")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (16)")
     parser.add_argument("--bursts", type=int, default=50, help="bursts measured (50)")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between releases (0.2)")
-    parser.add_argument(
-        "--cpu-pids", default="", help="server process ids whose CPU time to report, a,b,..."
-    )
     args = parser.parse_args()
     if min(args.size, args.connections, args.bursts) < 1 or args.gap < 0:
         parser.error("--size, --connections and --bursts must be positive, --gap not negative")
@@ -159,7 +161,7 @@ def main() -> int:
         args.connections,
         args.bursts,
         args.gap,
-        [int(pid) for pid in args.cpu_pids.split(",") if pid.strip()],
+        parse_cpu_pids(args),
     )
     print(json.dumps(result))
     return 0

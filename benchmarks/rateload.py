@@ -230,19 +230,30 @@ def run(
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every load driver shares: where the server is, its CA, the body to send, and
+    which server processes' CPU time to report."""
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cafile", type=Path, required=True)
     parser.add_argument("--body", type=Path, required=True)
+    parser.add_argument(
+        "--cpu-pids", default="", help="server process ids whose CPU time to report, a,b,..."
+    )
+
+
+def parse_cpu_pids(args: argparse.Namespace) -> list[int]:
+    """`--cpu-pids` as process ids."""
+    return [int(pid) for pid in args.cpu_pids.split(",") if pid.strip()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_target_arguments(parser)
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds at rate, not measured")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--burst", type=int, default=1, help="requests sent at once (1)")
-    parser.add_argument(
-        "--cpu-pids", default="", help="server process ids whose CPU time to report, a,b,..."
-    )
     args = parser.parse_args()
     if args.rate <= 0 or args.duration <= 0 or args.connections < 1 or args.burst < 1:
         parser.error("--rate, --duration, --connections and --burst must be positive")
@@ -255,7 +266,7 @@ def main() -> int:
         args.warmup,
         args.connections,
         args.burst,
-        [int(pid) for pid in args.cpu_pids.split(",") if pid.strip()],
+        parse_cpu_pids(args),
     )
     print(json.dumps(result))
     return 0
