@@ -239,6 +239,15 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def install_notes(*set_args: str) -> str:
+    """The NOTES `helm install --dry-run=client` prints with `set_args`; fails when it fails."""
+    result = run_helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *set_args
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
 def values_file(directory: Path, name: str, values: dict[str, Any]) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
@@ -583,11 +592,7 @@ def test_chart_kube_version_constraint(kube_version: str, accepted: bool) -> Non
     ids=["default", "custom-label"],
 )
 def test_notes_explain_opt_in_and_checks(set_args: list[str], label: str) -> None:
-    result = run_helm(
-        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *set_args
-    )
-    assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
+    notes = install_notes(*set_args)
     assert f"kubectl label namespace team-a {label}" in notes
     assert "k8s\\.v1\\.cni\\.cncf\\.io/networks" in notes  # the pod's annotation
     assert ".resources.limits" in notes  # and its resources
@@ -1703,18 +1708,7 @@ def test_service_ca_rotation_reaches_the_running_server(
 
 
 def test_notes_for_service_ca_mode() -> None:
-    result = run_helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--dry-run=client",
-        "--set",
-        "certificates.mode=service-ca",
-    )
-    assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
+    notes = install_notes("--set", "certificates.mode=service-ca")
     assert f"kubectl -n {NAMESPACE} get secret {SERVICE_CA_SECRET}" in notes
     assert f"kubectl get mutatingwebhookconfiguration {CONFIGURATION_NAME} " in notes
     # Not an OpenShift cluster (dry-run=client has no security.openshift.io/v1): said plainly.
@@ -1774,9 +1768,5 @@ def test_configured_name_is_used_everywhere(rendered: Callable[[str], Objects]) 
     ids=["default", "after", "before", "equal"],
 )
 def test_notes_warn_when_the_name_sorts_before_the_peer(set_args: list[str], warned: bool) -> None:
-    result = run_helm(
-        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *set_args
-    )
-    assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
+    notes = install_notes(*set_args)
     assert (f"sorts before\n   {PEER_CONFIGURATION_NAME}" in notes) is warned, notes

@@ -22,6 +22,7 @@ from test_chart import (
     RELEASE,
     SINCE_1_30,
     WRITE_VERBS,
+    install_notes,
     one,
     rules_of,
     run_helm,
@@ -145,21 +146,9 @@ def test_lint_strict_with_the_roll_out_values() -> None:
 
 
 def test_notes_say_warn_mode_and_where_the_reports_are() -> None:
-    result = run_helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--dry-run=client",
-        "--set",
-        "policy.mode=warn",
-        "--set",
-        "audit.enabled=true",
-    )
-    notes = result.stdout.split("NOTES:", 1)[1]
+    notes = install_notes("--set", "policy.mode=warn", "--set", "audit.enabled=true")
     assert "WARN MODE (policy.mode=warn): no pod is patched or refused." in notes
     assert "kubectl get policyreports -A -l app.kubernetes.io/managed-by=gpu-rdma-injector" in notes
     plain = run_helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
-    assert "WARN MODE" not in plain.stdout
+    assert "WARN MODE" not in plain.stdout  # anywhere in what helm prints, not only the NOTES
     assert "policyreports" not in plain.stdout.split("NOTES:", 1)[1]
